@@ -1,0 +1,175 @@
+"""Every request limit, in one place, used by the gateway, the client and every Triton model.
+
+`check_*` functions raise `InvalidInput(field, value, rule)`; nothing is clipped.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass, field, replace
+
+from sotai.errors import InvalidInput
+
+TEXT_MAX_CHARS = 2000
+NEGATIVE_PROMPT_MAX_CHARS = 2000
+STEPS_RANGE = (1, 100)
+CFG_RANGE = (0.0, 30.0)
+SIZE_RANGE = (512, 2048)
+SIZE_MULTIPLE = 8
+NUM_IMAGES_RANGE = (1, 8)
+SEED_RANGE = (-1, 2**32 - 1)  # -1 = random; the seed used is returned
+TAGS_MAX = 128
+TAG_MAX_CHARS = 128
+TOP_K_RANGE = (1, 200)
+SCHEDULERS = ("euler_a", "euler", "dpmpp_2m_karras")
+RATINGS = ("sfw", "general", "sensitive", "nsfw", "questionable", "explicit")
+
+# Animagine XL's recommended resolutions (width, height).
+SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    "1024x1024": (1024, 1024),
+    "1152x896": (1152, 896),
+    "896x1152": (896, 1152),
+    "1216x832": (1216, 832),
+    "832x1216": (832, 1216),
+    "1344x768": (1344, 768),
+    "768x1344": (768, 1344),
+    "1536x640": (1536, 640),
+    "640x1536": (640, 1536),
+}
+
+
+def decode_utf8(field_name: str, raw: bytes | str) -> str:
+    """Bytes from a Triton BYTES tensor or HTTP body -> str, or InvalidInput."""
+    if isinstance(raw, str):
+        return raw
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(field_name, raw[:32], f"must be valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def check_text(field_name: str, text: str, *, max_chars: int = TEXT_MAX_CHARS, allow_empty: bool = False) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(field_name, text, "must be a string")
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
+    if bad:
+        raise InvalidInput(field_name, text, f"must not contain control characters (found U+{ord(bad[0]):04X})")
+    if not allow_empty and not text.strip():
+        raise InvalidInput(field_name, text, "must not be empty or only whitespace")
+    if len(text) > max_chars:
+        raise InvalidInput(field_name, f"<{len(text)} characters>", f"must be at most {max_chars} characters")
+    return text
+
+
+def check_int(field_name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not _is_integral(value):
+        raise InvalidInput(field_name, value, f"must be an integer in {lo}..{hi}")
+    v = int(value)  # type: ignore[arg-type]
+    if not lo <= v <= hi:
+        raise InvalidInput(field_name, value, f"must be in {lo}..{hi}")
+    return v
+
+
+def _is_integral(value: object) -> bool:
+    try:
+        import numpy as np
+
+        return isinstance(value, np.integer)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def check_float(field_name: str, value: object, lo: float, hi: float) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInput(field_name, value, f"must be a number in {lo}..{hi}") from None
+    if isinstance(value, bool) or math.isnan(v) or not lo <= v <= hi:
+        raise InvalidInput(field_name, value, f"must be a number in {lo}..{hi}")
+    return v
+
+
+def check_size(field_name: str, value: object) -> int:
+    v = check_int(field_name, value, *SIZE_RANGE)
+    if v % SIZE_MULTIPLE:
+        raise InvalidInput(field_name, value, f"must be a multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}")
+    return v
+
+
+def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidInput(field_name, value, f"must be one of {', '.join(choices)}")
+    return str(value)
+
+
+def check_tags(field_name: str, tags: list[str]) -> list[str]:
+    if not isinstance(tags, (list, tuple)):
+        raise InvalidInput(field_name, tags, "must be a list of tag strings")
+    if not 1 <= len(tags) <= TAGS_MAX:
+        raise InvalidInput(field_name, f"<{len(tags)} tags>", f"must hold 1..{TAGS_MAX} tags")
+    out = []
+    for i, tag in enumerate(tags):
+        out.append(check_text(f"{field_name}[{i}]", tag, max_chars=TAG_MAX_CHARS).strip())
+    return out
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Every per-request generation parameter, with the project's defaults.
+
+    The same names are used by the gateway's JSON, the client, the CLI and
+    (upper-cased) the Triton tensors.
+    """
+
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 768
+    seed: int = -1
+    negative_prompt: str = ""
+    num_images: int = 1
+    scheduler: str = "euler_a"
+    rating: str = "general"
+    quality_tags: bool = True
+    default_negative: bool = True
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> "GenerationParams":
+        base = cls(
+            steps=settings.default_steps,
+            cfg_scale=settings.default_cfg_scale,
+            width=settings.default_width,
+            height=settings.default_height,
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def checked(self) -> "GenerationParams":
+        """Return a copy with every field validated (and normalised to its Python type)."""
+        return GenerationParams(
+            steps=check_int("steps", self.steps, *STEPS_RANGE),
+            cfg_scale=check_float("cfg_scale", self.cfg_scale, *CFG_RANGE),
+            width=check_size("width", self.width),
+            height=check_size("height", self.height),
+            seed=check_int("seed", self.seed, *SEED_RANGE),
+            negative_prompt=check_text(
+                "negative_prompt", self.negative_prompt, max_chars=NEGATIVE_PROMPT_MAX_CHARS, allow_empty=True
+            ),
+            num_images=check_int("num_images", self.num_images, *NUM_IMAGES_RANGE),
+            scheduler=check_choice("scheduler", self.scheduler, SCHEDULERS),
+            rating=check_choice("rating", self.rating, RATINGS),
+            quality_tags=bool(self.quality_tags),
+            default_negative=bool(self.default_negative),
+        )
+
+
+@dataclass(frozen=True)
+class TagsRequest:
+    text: str = ""
+    tags: list[str] = field(default_factory=list)
+    top_k: int = 20
+
+    def checked(self) -> "TagsRequest":
+        if self.tags:
+            return TagsRequest(text=self.text, tags=check_tags("tags", list(self.tags)), top_k=self.top_k)
+        return TagsRequest(text=check_text("text", self.text), tags=[], top_k=check_int("top_k", self.top_k, *TOP_K_RANGE))

