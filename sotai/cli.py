@@ -1,0 +1,230 @@
+"""The `sotai` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+from sotai.errors import SotaiError
+from sotai.limits import SCHEDULERS, RATINGS, GenerationParams
+from sotai.settings import get_settings
+
+DEMO_TEXT = "銀髪の少女が夜の桜の下で微笑んでいる"
+
+# Stage packages add their own sub-commands: `register(subparsers)` gets the top level
+# (`sotai index build`) or, for benchmarks, the `bench` group (`sotai bench dart`).
+COMMAND_MODULES = {
+    "sotai.rag.commands": "top", "sotai.gateway.commands": "top",
+    "sotai.rag.bench": "bench", "sotai.dart.bench": "bench", "sotai.diffusion.bench": "bench",
+    "sotai.serving.bench": "bench",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SotaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="sotai", description="Japanese text -> Danbooru tags -> anime image")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("export", help="build a Triton model repository for a profile")
+    p.add_argument("--profile", choices=["tiny", "animagine"], default=settings.profile)
+    p.add_argument("--target", choices=["cpu", "gpu", "tensorrt"], default="cpu")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="run the embedded Triton server in the foreground (127.0.0.1)")
+    p.add_argument("--repo", type=Path, default=None, help="model repository (default: the profile's)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--host", default=settings.host)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("generate", help="text -> tags -> image through a running server")
+    p.add_argument("text")
+    p.add_argument("-o", "--output", type=Path, default=Path("out.png"))
+    _add_generation_args(p, settings)
+    p.add_argument("--url", default=settings.triton_url)
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("tags", help="text -> tags (RAG, then Dart)")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--input", type=Path, help="one text per line; prints one JSON object per line")
+    p.add_argument("--stage", choices=["rag", "all"], default="all")
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--local", action="store_true", help="run in-process (no server)")
+    p.add_argument("--url", default=settings.triton_url)
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    p.set_defaults(func=cmd_tags)
+
+    p = sub.add_parser("demo", help="export the tiny profile if needed, serve it, paint the demo sentence")
+    p.add_argument("text", nargs="?", default=DEMO_TEXT)
+    p.add_argument("-o", "--output", type=Path, default=Path("out/demo.png"))
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks that print numbers (--json: last line is JSON)")
+    groups = {"top": sub, "bench": bench.add_subparsers(metavar="STAGE")}
+    for module_name, group in COMMAND_MODULES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that stage is not in this checkout yet
+            raise
+        module.register(groups[group])
+    return parser
+
+
+def _add_generation_args(p: argparse.ArgumentParser, settings) -> None:
+    p.add_argument("--steps", type=int, default=settings.default_steps)
+    p.add_argument("--cfg-scale", type=float, default=settings.default_cfg_scale)
+    p.add_argument("--width", type=int, default=settings.default_width)
+    p.add_argument("--height", type=int, default=settings.default_height)
+    p.add_argument("--seed", type=int, default=-1, help="-1 = random; the seed used is printed")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--num-images", type=int, default=1)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="euler_a")
+    p.add_argument("--rating", choices=RATINGS, default="general")
+
+
+def params_from_args(args) -> GenerationParams:
+    return GenerationParams(
+        steps=args.steps, cfg_scale=args.cfg_scale, width=args.width, height=args.height, seed=args.seed,
+        negative_prompt=args.negative_prompt, num_images=args.num_images, scheduler=args.scheduler,
+        rating=args.rating,
+    ).checked()
+
+
+def cmd_export(args) -> int:
+    from sotai.export.build import ExportPlan, export_profile
+
+    repo = export_profile(ExportPlan.from_settings(get_settings(), args.profile, args.target))
+    print(f"repository ready: {repo}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from sotai.serving.server import TritonServer
+
+    repo = args.repo or get_settings().repository_dir()
+    server = TritonServer(repo, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, host=args.host)
+    # SIGTERM (docker stop, systemd) behaves like Ctrl-C: unload models, stop stubs, exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with server:
+        print(f"Triton serving {repo}: gRPC {server.grpc_url}, HTTP {server.http_url}. Ctrl-C to stop.")
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            print("stopping Triton ...")
+    return 0 if server.process.returncode in (0, -signal.SIGINT) else 1
+
+
+def cmd_generate(args) -> int:
+    from sotai.client import GenerateRequest, SotaiClient
+
+    with SotaiClient(args.url, protocol=args.protocol) as client:
+        result = client.generate(GenerateRequest(args.text, params_from_args(args)))
+    print_tags(result.tags, result.prompt)
+    for path in write_images(result.images, args.output):
+        print(f"wrote {path}")
+    print(f"seed: {result.seed}")
+    return 0
+
+
+def cmd_tags(args) -> int:
+    texts = _texts(args)
+    if args.local:
+        if args.stage != "rag":
+            raise SotaiError("--local runs the RAG stage only: add `--stage rag`, or drop --local to use the server")
+        from sotai.rag.commands import retrieve_json
+
+        for result in retrieve_json(texts, args.top_k, get_settings()):
+            print(json.dumps(result, ensure_ascii=False))
+        return 0
+    from sotai.client import SotaiClient
+
+    with SotaiClient(args.url, protocol=args.protocol) as client:
+        for text in texts:
+            if args.stage == "rag":
+                out = {"candidates": client.candidates(text, args.top_k)}
+            else:
+                result = client.tags(text, top_k=args.top_k)
+                out = {"tags": result.tags, "prompt": result.prompt}
+            if args.json:
+                print(json.dumps(out, ensure_ascii=False))
+            else:
+                print_tags(out.get("tags", out.get("candidates")), out.get("prompt", ""))
+    return 0
+
+
+def _texts(args) -> list[str]:
+    if args.input is not None:
+        return [line.rstrip("\n") for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not args.text:
+        raise SotaiError("give a TEXT or --input FILE")
+    return [args.text]
+
+
+def print_tags(tags: list[dict], prompt: str) -> None:
+    for t in tags:
+        reason = t.get("reason") or {}
+        why = f"{reason.get('signal', '')}: {reason.get('span', '')}" if reason else ""
+        print(f"  {t['tag']:<32} {t.get('category', ''):<10} {t.get('score', 0):6.3f}  {why}")
+    if prompt:
+        print(f"prompt: {prompt}")
+
+
+def write_images(images: list[bytes], output: Path) -> list[Path]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = [output] if len(images) == 1 else [
+        output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(len(images))]
+    for path, png in zip(paths, images):
+        path.write_bytes(png)
+    return paths
+
+
+def cmd_demo(args) -> int:
+    from sotai.client import GenerateRequest, SotaiClient
+    from sotai.export.build import ExportPlan, export_profile
+    from sotai.serving.server import TritonServer, free_port
+
+    settings = get_settings()
+    repo = export_profile(ExportPlan.from_settings(settings, "tiny"))
+    log = settings.profile_dir("tiny") / "triton-demo.log"
+    server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          log_file=log)
+    print(f"starting Triton on 127.0.0.1 (log: {log}) ...")
+    with server, SotaiClient(server.grpc_url) as client:
+        params = GenerationParams.from_settings(settings, steps=args.steps, seed=args.seed)
+        print(f"text: {args.text}")
+        result = client.generate(GenerateRequest(args.text, params))
+    print_tags(result.tags, result.prompt)
+    for path in write_images(result.images, args.output):
+        print(f"wrote {path} ({params.width}x{params.height}, seed {result.seed})")
+    print("note: the tiny profile paints with random stand-in weights, so the picture is noise. "
+          "For real images run `make export PROFILE=animagine` on a GPU host, then `docker compose up`.")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

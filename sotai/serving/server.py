@@ -1,0 +1,161 @@
+"""Start the Triton Inference Server carried by the nvidia-pytriton wheel.
+
+The wheel ships `tritonserver` (Triton 2.51) with the Python backend but no
+ONNX Runtime or TensorRT backend, so on CPU hosts every model in our repository
+is a Python-backend model. On GPU hosts the NGC image runs the same repository
+(see docker-compose.yml); this module is only for the embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sotai.errors import MissingArtifact, SotaiError
+
+PYTHON_TAG = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _pytriton_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:  # pragma: no cover - part of the pinned set
+        raise SotaiError("nvidia-pytriton is not installed: run `make venv`") from exc
+    return Path(pytriton.__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_backend_dir(work_dir: Path) -> Path:
+    """Assemble `backends/python/` = the wheel's Python backend + the stub for our Python."""
+    src = _pytriton_dir() / "tritonserver"
+    backends = work_dir / "backends"
+    python_dir = backends / "python"
+    stub = src / "python_backend_stubs" / PYTHON_TAG / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise SotaiError(f"nvidia-pytriton has no Python backend stub for Python {PYTHON_TAG}")
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for item in (src / "backends" / "python").iterdir():
+        if item.is_file():
+            _copy_if_changed(item, python_dir / item.name)
+    _copy_if_changed(stub, python_dir / stub.name)
+    return backends
+
+
+def _copy_if_changed(src: Path, dst: Path) -> None:
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
+        return
+    shutil.copy2(src, dst)
+
+
+@dataclass
+class TritonServer:
+    """`with TritonServer(repo) as server:` starts tritonserver on 127.0.0.1 and waits until ready."""
+
+    repository: Path
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    work_dir: Path | None = None
+    log_verbose: int = 0
+    log_file: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    def command(self) -> list[str]:
+        work = self.work_dir or self.repository.parent / "_triton"
+        backends = prepare_backend_dir(work)
+        return [
+            str(_pytriton_dir() / "tritonserver" / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            # A model that fails to load must fail start-up loudly, with its message.
+            "--exit-on-error=true", "--strict-readiness=true",
+            f"--log-verbose={self.log_verbose}",
+            *self.extra_args,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """The stub must import this venv's packages and the `sotai` library."""
+        site = _pytriton_dir().parent
+        env = dict(os.environ)
+        libs = str(site / "nvidia_pytriton.libs")
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libs, env.get("LD_LIBRARY_PATH", "")) if p)
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        project_root = Path(__file__).resolve().parents[2]
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(project_root), str(site), env.get("PYTHONPATH", "")) if p
+        )
+        # The stubs share two cores with the server: one intra-op thread each avoids oversubscription.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        return env
+
+    def start(self, timeout_s: float = 300.0) -> "TritonServer":
+        if not (self.repository / "sotai" / "config.pbtxt").is_file():
+            raise MissingArtifact("Triton model repository", self.repository, "make export")
+        out = open(self.log_file, "ab") if self.log_file else None
+        self.process = subprocess.Popen(
+            self.command(), env=self.environment(), stdout=out, stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(self.http_url)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                hint = f" (log: {self.log_file})" if self.log_file else ""
+                raise SotaiError(f"tritonserver exited with code {self.process.returncode} during start-up{hint}")
+            try:
+                if client.is_server_ready():
+                    return
+            except Exception:  # connection refused until the HTTP endpoint is up
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise SotaiError(f"tritonserver was not ready after {timeout_s:.0f} s")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # SIGINT lets Triton unload models and stop the stubs; the group kill is the fallback.
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
