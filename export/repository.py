@@ -28,7 +28,7 @@ def write_pipeline_configs(repo: Path, *, target: Target = "cpu", embedding: str
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         (model_dir / "config.pbtxt").write_text(render_config(contract, gpu=gpu))
         adapter = SOURCE_REPOSITORY / name / "1" / "model.py"
-        if adapter.is_file():
+        if adapter.is_file() and repo.resolve() != SOURCE_REPOSITORY:
             shutil.copy2(adapter, model_dir / "1" / "model.py")
 
 
