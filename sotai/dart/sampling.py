@@ -1,0 +1,141 @@
+"""Dart's sampling controls and the per-row token picker (numpy; no torch at serving time).
+
+Order as in transformers' `generate`: mask (banned, repeated, not-allowed tokens) ->
+temperature -> top-k -> top-p -> draw with the row's own seeded generator. Each row has its
+own generator, so a request gives the same tags alone or batched with others.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from sotai.dart.vocab import IDENTITIES, LENGTHS, normalize_tag
+from sotai.errors import InvalidInput
+from sotai.limits import SEED_RANGE, TAG_MAX_CHARS, check_choice, check_float, check_int, check_text
+
+TEMPERATURE_RANGE = (0.0, 10.0)  # 0 = greedy
+MAX_NEW_TOKENS_RANGE = (1, 512)
+BAN_TAGS_MAX = 256
+
+
+@dataclass(frozen=True)
+class DartSampling:
+    """Model-card defaults: temperature 1.0, top_p 1.0, top_k 100.
+
+    seed None (or -1) draws a fresh seed; the one used is reported in `DartResult.seed`.
+    ban_tags: tag names or `*` patterns (`* background`, `*_hair`), matched against Dart's
+    additions only; the user's own tags are always kept.
+    min_new_tokens: end tokens are masked until this many tags were added (benchmarks use it).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 100
+    seed: int | None = None
+    max_new_tokens: int = 128
+    min_new_tokens: int = 0
+    ban_tags: tuple[str, ...] = field(default_factory=tuple)
+    length: str = "long"
+    identity: str = "none"
+
+    def checked(self) -> "DartSampling":
+        """A copy with every field validated (InvalidInput names the field and its limit)."""
+        seed = self.seed
+        if seed is not None:
+            seed = check_int("seed", seed, *SEED_RANGE)
+            seed = None if seed == -1 else seed
+        ban = self.ban_tags
+        if isinstance(ban, str) or not isinstance(ban, (list, tuple)):
+            raise InvalidInput("ban_tags", ban, "must be a list of tag names or * patterns")
+        if len(ban) > BAN_TAGS_MAX:
+            raise InvalidInput("ban_tags", f"<{len(ban)} patterns>", f"must hold at most {BAN_TAGS_MAX} patterns")
+        max_new = check_int("max_new_tokens", self.max_new_tokens, *MAX_NEW_TOKENS_RANGE)
+        return replace(
+            self,
+            temperature=check_float("temperature", self.temperature, *TEMPERATURE_RANGE),
+            top_p=_check_top_p(self.top_p),
+            top_k=check_int("top_k", self.top_k, 0, 1_000_000),
+            seed=seed,
+            max_new_tokens=max_new,
+            min_new_tokens=check_int("min_new_tokens", self.min_new_tokens, 0, max_new),
+            ban_tags=tuple(check_text(f"ban_tags[{i}]", b, max_chars=TAG_MAX_CHARS).strip() for i, b in enumerate(ban)),
+            length=check_choice("length", self.length, LENGTHS),
+            identity=check_choice("identity", self.identity, IDENTITIES),
+        )
+
+    def resolved_seed(self) -> int:
+        return self.seed if self.seed is not None else secrets.randbelow(SEED_RANGE[1] + 1)
+
+
+def _check_top_p(value: object) -> float:
+    v = check_float("top_p", value, 0.0, 1.0)
+    if v == 0.0:
+        raise InvalidInput("top_p", value, "must be a number in (0, 1]")
+    return v
+
+
+def ban_pattern(patterns: tuple[str, ...]) -> re.Pattern | None:
+    """One regex for all ban patterns, in Dart's spelling; `*` matches any run of characters."""
+    if not patterns:
+        return None
+    parts = [".*".join(re.escape(p) for p in normalize_tag(pat).split("*")) for pat in patterns]
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+class RowSampler:
+    """Picks the next token for one row; owns the row's generator and its 'already used' set."""
+
+    def __init__(self, sampling: DartSampling, seed: int, blocked: np.ndarray, end_ids: list[int], used: set[int]):
+        self.s = sampling
+        self.rng = np.random.default_rng(seed)
+        self.blocked = blocked  # bool[V]: specials (except the end tokens), banned tags
+        self.end_ids = end_ids
+        self.used = set(used)
+        self.n_new = 0
+
+    def pick(self, logits: np.ndarray) -> tuple[int, float]:
+        """(token id, its probability under the processed distribution)."""
+        x = logits.astype(np.float64, copy=True)
+        x[self.blocked] = -np.inf
+        if self.used:
+            x[list(self.used)] = -np.inf  # no repeated tags
+        if self.n_new < self.s.min_new_tokens:
+            x[self.end_ids] = -np.inf
+        if not np.isfinite(x).any():  # everything masked: only ending is left
+            return self.end_ids[0], 1.0
+        if self.s.temperature == 0.0:
+            tok = int(np.argmax(x))
+            p = _softmax(x)
+            return self._take(tok, float(p[tok]))
+        x = x / self.s.temperature
+        if 0 < self.s.top_k < x.size:
+            kth = np.partition(x, -self.s.top_k)[-self.s.top_k]
+            x[x < kth] = -np.inf
+        p = _softmax(x)
+        if self.s.top_p < 1.0:
+            order = np.argsort(-p, kind="stable")
+            cum = np.cumsum(p[order])
+            # keep the smallest prefix whose mass reaches top_p (always at least one token)
+            cut = int(np.searchsorted(cum, self.s.top_p)) + 1
+            keep = np.zeros_like(p, dtype=bool)
+            keep[order[:cut]] = True
+            p = np.where(keep, p, 0.0)
+            p /= p.sum()
+        tok = int(self.rng.choice(p.size, p=p))
+        return self._take(tok, float(p[tok]))
+
+    def _take(self, tok: int, prob: float) -> tuple[int, float]:
+        if tok not in self.end_ids:
+            self.used.add(tok)
+            self.n_new += 1
+        return tok, prob
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    m = np.max(x)
+    e = np.exp(x - m)
+    return e / e.sum()
