@@ -90,3 +90,23 @@ def test_bad_candidates_name_the_field(completer, cands, field):
     with pytest.raises(InvalidInput) as err:
         completer.complete(cands, width=1024, height=1024, rating="general")
     assert err.value.field == field
+
+
+def test_a_batch_of_different_lengths_gives_each_request_its_own_answer(completer):
+    from sotai.dart import DartRequest
+
+    requests = [
+        DartRequest([candidate("1girl")], 1024, 1024, "general", DartSampling(seed=1, min_new_tokens=4, max_new_tokens=6)),
+        DartRequest(CANDIDATES, 832, 1216, "sensitive", DartSampling(seed=2, max_new_tokens=9)),
+        DartRequest([candidate("1girl")], 500, 1024, "general", DartSampling(seed=3)),  # invalid width
+        DartRequest(CANDIDATES[:2], 1216, 832, "general", DartSampling(seed=4, temperature=0.0, max_new_tokens=3)),
+    ]
+    batched = completer.complete_batch(requests)
+    assert isinstance(batched[2], InvalidInput) and batched[2].field == "width"
+    for request, got in zip(requests, batched):
+        if isinstance(got, InvalidInput):
+            continue
+        alone = completer.complete(request.candidates, width=request.width, height=request.height,
+                                   rating=request.rating, sampling=request.sampling)
+        assert got.prompt == alone.prompt
+        assert got.dart_input == alone.dart_input
