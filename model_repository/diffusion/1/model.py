@@ -1,0 +1,158 @@
+"""Triton Python-backend adapter for the diffusion stage (BLS; thin: the loop is `sotai.diffusion.SdxlGenerator`).
+
+Inputs (max_batch_size 8; every row of every request is handled, one after the other):
+  PROMPT           TYPE_STRING [1]  tags, comma-separated (Animagine's quality/rating tags are added)
+  NEGATIVE_PROMPT  TYPE_STRING [1]  "" = only Animagine's default negative prompt
+  STEPS            TYPE_INT32  [1]  1..100
+  CFG_SCALE        TYPE_FP32   [1]  0..30 (<= 1: no classifier-free guidance)
+  WIDTH, HEIGHT    TYPE_INT32  [1]  multiples of 8 in 512..2048
+  SEED             TYPE_INT64  [1]  -1 = random
+  NUM_IMAGES       TYPE_INT32  [1]  1..8
+  SCHEDULER        TYPE_STRING [1]  euler_a | euler | dpmpp_2m_karras
+  optional: RATING TYPE_STRING [1] (default general), QUALITY_TAGS TYPE_BOOL [1] and
+            DEFAULT_NEGATIVE TYPE_BOOL [1] (default true): Animagine's prompt defaults
+Outputs:
+  IMAGE            TYPE_STRING [-1] one PNG per image (A1111 `parameters` chunk); in a batch whose rows
+                                    ask for different NUM_IMAGES, shorter rows are padded with b""
+  SEED_USED        TYPE_INT64  [1]
+Decoupled (config `model_transaction_policy { decoupled: true }`): each request first gets one response
+per denoising step with STEP, TOTAL_STEPS (TYPE_INT32 [1]) and PREVIEW (TYPE_STRING [1], a small PNG
+decoded cheaply from the latents of the first image, b"" between previews), then the IMAGE/SEED_USED
+response, then the final flag. Config parameter `preview_every` (default 1; 0 = no previews).
+
+Calls, over BLS, the models text_encoder, text_encoder_2, unet and vae_decoder with the ONNX graphs'
+tensor names. Files: <model dir>/<version>/components/ (tokenizers, scheduler and VAE configs, manifest).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from sotai.diffusion import GenerationResult, SdxlGenerator, required_outputs
+from sotai.diffusion.components import COMPONENTS_DIR, GRAPHS, Manifest
+from sotai.errors import InvalidInput, SotaiError, StageError
+from sotai.limits import GenerationParams, decode_utf8
+
+# Triton input -> GenerationParams field (all [1] per row).
+_PARAMS = {"STEPS": "steps", "CFG_SCALE": "cfg_scale", "WIDTH": "width", "HEIGHT": "height", "SEED": "seed",
+           "NUM_IMAGES": "num_images", "SCHEDULER": "scheduler", "NEGATIVE_PROMPT": "negative_prompt",
+           "RATING": "rating", "QUALITY_TAGS": "quality_tags", "DEFAULT_NEGATIVE": "default_negative"}
+_STRINGS = {"SCHEDULER", "NEGATIVE_PROMPT", "RATING"}
+_OPTIONAL = {"RATING", "QUALITY_TAGS", "DEFAULT_NEGATIVE"}
+
+
+def bls_runner(model_name: str, output_names: list[str]):
+    """A runner for SdxlGenerator that calls a Triton model by BLS; an error keeps the model's name."""
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        response = pb_utils.InferenceRequest(
+            model_name=model_name,
+            requested_output_names=output_names,
+            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in inputs.items()],
+        ).exec()
+        if response.has_error():
+            raise StageError(model_name, response.error().message())
+        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+
+    return run
+
+
+def _components_dir(model_dir: Path, version: str) -> Path:
+    """Triton passes the model's own folder (`<repo>/diffusion`); accept the repository root too."""
+    for candidate in (model_dir / version / COMPONENTS_DIR, model_dir / "diffusion" / version / COMPONENTS_DIR):
+        if candidate.is_dir():
+            return candidate
+    return model_dir / version / COMPONENTS_DIR  # Manifest.load names the missing file and `make export`
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.preview_every = int(params.get("preview_every", "1") or 1)
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        components = _components_dir(Path(args["model_repository"]), args["model_version"])
+        outputs = required_outputs(Manifest.load(components))
+        self.generator = SdxlGenerator(components, {g: bls_runner(g, outputs[g]) for g in GRAPHS})
+
+    def execute(self, requests):
+        if self.decoupled:
+            for request in requests:
+                self._stream(request)
+            return None
+        return [self._respond(request) for request in requests]
+
+    # -- one request ---------------------------------------------------------------------------
+
+    def _respond(self, request, progress=None):
+        try:
+            results = [self.generator(prompt, params, progress) for prompt, params in self._decode(request)]
+        except SotaiError as exc:
+            return _error(exc)
+        except Exception as exc:  # a bug must fail this request, not the batch
+            return _error(StageError("diffusion", f"{type(exc).__name__}: {exc}"))
+        return pb_utils.InferenceResponse(output_tensors=_encode(results))
+
+    def _stream(self, request):
+        sender = request.get_response_sender()
+
+        def progress(step: int, total: int, preview: np.ndarray | None) -> None:
+            show = preview is not None and self.preview_every > 0 and (step % self.preview_every == 0 or step == total)
+            sender.send(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("STEP", np.array([[step]], dtype=np.int32)),
+                pb_utils.Tensor("TOTAL_STEPS", np.array([[total]], dtype=np.int32)),
+                pb_utils.Tensor("PREVIEW", np.array([[_png(preview) if show else b""]], dtype=np.object_)),
+            ]))
+
+        sender.send(self._respond(request, progress), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def _decode(self, request) -> list[tuple[str, GenerationParams]]:
+        def column(name):
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                if name in _OPTIONAL:
+                    return None
+                raise InvalidInput(name, None, "is a required input")
+            return tensor.as_numpy().reshape(-1)
+
+        prompts = column("PROMPT")
+        columns = {name: column(name) for name in _PARAMS}
+        rows = []
+        for i in range(len(prompts)):
+            values = {}
+            for name, field in _PARAMS.items():
+                col = columns[name]
+                if col is None:
+                    continue
+                value = col[i]
+                values[field] = decode_utf8(name, value) if name in _STRINGS else value.item()
+            rows.append((decode_utf8("PROMPT", prompts[i]), GenerationParams(**values).checked()))
+        return rows
+
+    def finalize(self):
+        self.generator = None
+
+
+def _encode(results: list[GenerationResult]):
+    width = max(len(r.pngs) for r in results)
+    images = np.array([r.pngs + [b""] * (width - len(r.pngs)) for r in results], dtype=np.object_)
+    seeds = np.array([[r.seed] for r in results], dtype=np.int64)
+    return [pb_utils.Tensor("IMAGE", images), pb_utils.Tensor("SEED_USED", seeds)]
+
+
+def _error(exc: SotaiError):
+    code = pb_utils.TritonError.INVALID_ARG if isinstance(exc, InvalidInput) else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), code))

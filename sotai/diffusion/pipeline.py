@@ -1,0 +1,237 @@
+"""The SDXL denoising loop over four named-tensor runners (ONNX Runtime in-process, or Triton over BLS).
+
+`SdxlGenerator.__call__` follows diffusers' `StableDiffusionXLPipeline.__call__` step by step, so that
+on the same weights and seed it paints the same picture; the parity test holds it to that.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from sotai.diffusion.components import GRAPHS, Manifest
+from sotai.diffusion.png import PngParameters, encode_png
+from sotai.diffusion.preview import latent_preview
+from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
+from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
+from sotai.errors import MissingArtifact, StageError
+from sotai.limits import TEXT_MAX_CHARS, GenerationParams, check_text
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+# progress(step, total_steps, preview): step counts 1..total; preview is a small HxWx3 uint8 of image 0.
+Progress = Callable[[int, int, "np.ndarray | None"], None]
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    images: list[np.ndarray]  # HxWx3 uint8, one per requested image
+    pngs: list[bytes]  # the same images as PNG with an A1111 `parameters` chunk
+    seed: int  # the seed used (drawn at random when the request said -1)
+    prompt: str  # the prompt the text encoders saw (after Animagine's tags were added)
+    negative_prompt: str
+
+
+def required_outputs(manifest: Manifest) -> dict[str, list[str]]:
+    """The output tensors the loop reads from each graph (a BLS caller requests only these)."""
+    return {
+        "text_encoder": [manifest.text_encoder_hidden],
+        "text_encoder_2": [manifest.text_encoder_2_hidden, manifest.text_encoder_2_pooled],
+        "unet": ["out_sample"],
+        "vae_decoder": ["sample"],
+    }
+
+
+class SdxlGenerator:
+    """Text -> images with SDXL, over runners for "text_encoder", "text_encoder_2", "unet", "vae_decoder".
+
+    components_dir holds the tokenizers, the scheduler and VAE configs, model_index.json and the
+    manifest written by `export_sdxl_onnx`. Each runner maps the graph's named inputs to its named
+    outputs (the ONNX tensor names). max_batch: the most rows one runner call may carry (the
+    Triton models' max_batch_size); larger batches are split.
+    """
+
+    def __init__(self, components_dir: Path, runners: Mapping[str, Runner], *, max_batch: int = 16):
+        from transformers import CLIPTokenizer
+
+        self.components_dir = Path(components_dir)
+        missing = [g for g in GRAPHS if g not in runners]
+        if missing:
+            raise ValueError(f"runners is missing {missing}; it needs one callable per graph in {list(GRAPHS)}")
+        self.runners = dict(runners)
+        self.max_batch = max_batch
+        self.manifest = Manifest.load(self.components_dir)
+        self.float_dtype = _NP_DTYPES[self.manifest.input_dtype("unet", "sample")]
+        self.tokenizers = [
+            CLIPTokenizer.from_pretrained(self.components_dir / name) for name in ("tokenizer", "tokenizer_2")
+        ]
+        self.scheduler_config = self._read_json("scheduler/scheduler_config.json")
+        self.vae_config = self._read_json("vae/config.json")
+        model_index = self._read_json("model_index.json")
+        # SDXL base (and Animagine) encode an absent negative prompt as zeros, not as "".
+        self.force_zeros_for_empty_prompt = bool(model_index.get("force_zeros_for_empty_prompt", True))
+        self.vae_scale_factor = 2 ** (len(self.vae_config["block_out_channels"]) - 1)
+
+    def _read_json(self, rel: str) -> dict:
+        path = self.components_dir / rel
+        if not path.is_file():
+            raise MissingArtifact("diffusion component", path, "make export")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    # -- the algorithm ---------------------------------------------------------------------------
+
+    def __call__(self, prompt: str, params: GenerationParams, progress: Progress | None = None) -> GenerationResult:
+        import torch
+
+        # 1. Check inputs before any compute.
+        params = params.checked()
+        prompt = check_text("prompt", prompt, max_chars=TEXT_MAX_CHARS)
+        prompt, negative = animagine_prompts(
+            prompt, params.negative_prompt, rating=params.rating,
+            quality_tags=params.quality_tags, default_negative=params.default_negative,
+        )
+        seed = secrets.randbits(32) if params.seed == -1 else params.seed
+        generator = torch.Generator("cpu").manual_seed(seed)  # one generator, end to end
+        do_cfg = params.cfg_scale > 1.0  # as diffusers: guidance <= 1 is the conditional model alone
+
+        # 2. Encode prompt and negative prompt (both encoders; penultimate states, pooled output).
+        embeds, pooled = self.encode_prompt(prompt, negative if do_cfg else None, do_cfg)
+
+        # 3. Prepare timesteps.
+        scheduler = make_scheduler(params.scheduler, self.scheduler_config)
+        scheduler.set_timesteps(params.steps)
+
+        # 4. Prepare latents from the seed.
+        latents = self.prepare_latents(params.num_images, params.height, params.width, generator)
+        latents = latents * scheduler.init_noise_sigma
+
+        # 5. Added conditioning: the pooled text embedding and the size/crop time ids. Rows are
+        #    [negative x n, positive x n]: the CFG pair goes to the UNet as one batch.
+        n = params.num_images
+        rows = embeds.shape[0] * n
+        cond = {
+            "encoder_hidden_states": np.repeat(embeds, n, axis=0),
+            "text_embeds": np.repeat(pooled, n, axis=0),
+            "time_ids": np.repeat(self.add_time_ids(params.height, params.width), rows, axis=0),
+        }
+
+        # 6. Denoising loop.
+        for i, t in enumerate(scheduler.timesteps):
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = torch.from_numpy(self.unet(model_input.numpy(), float(t), cond))
+            if do_cfg:
+                uncond, text = noise_pred.chunk(2)
+                noise_pred = uncond + params.cfg_scale * (text - uncond)
+            out = scheduler.step(noise_pred, t, latents, generator=generator, return_dict=True)
+            latents = out.prev_sample
+            if progress is not None:
+                x0 = getattr(out, "pred_original_sample", None)
+                progress(i + 1, params.steps, latent_preview((x0 if x0 is not None else latents)[0].numpy()))
+
+        # 7. Decode to uint8 images and PNGs.
+        images = self.decode(latents.numpy())
+        sampler = A1111_NAMES[params.scheduler]
+        pngs = [
+            encode_png(img, PngParameters(
+                prompt=prompt, negative_prompt=negative if do_cfg else "", steps=params.steps, sampler=sampler,
+                cfg_scale=params.cfg_scale, seed=seed, width=params.width, height=params.height,
+                model=self.manifest.model_name, batch_size=n, batch_pos=k,
+            ))
+            for k, img in enumerate(images)
+        ]
+        return GenerationResult(images=images, pngs=pngs, seed=seed, prompt=prompt,
+                                negative_prompt=negative if do_cfg else "")
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, negative: str | None, do_cfg: bool) -> tuple[np.ndarray, np.ndarray]:
+        """-> (embeds [1 or 2, seq, D1+D2], pooled [1 or 2, P]); with CFG row 0 is the negative.
+
+        negative None with CFG: zeros when the model says `force_zeros_for_empty_prompt` (SDXL
+        does), else the empty string, as diffusers does for `negative_prompt=None`. An empty
+        string negative prompt counts as None.
+        """
+        texts = [prompt]
+        zero_negative = do_cfg and not negative and self.force_zeros_for_empty_prompt
+        if do_cfg and not zero_negative:
+            texts.append(negative or "")
+        hidden_names = (self.manifest.text_encoder_hidden, self.manifest.text_encoder_2_hidden)
+        per_encoder, pooled = [], None
+        for graph, tokenizer, hidden in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names):
+            rows = [token_chunks(tokenizer, t) for t in texts]
+            per_encoder.append(rows)
+        n_chunks = max(len(r) for rows in per_encoder for r in rows)
+        encoded = []
+        for graph, tokenizer, hidden, rows in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names, per_encoder):
+            ids = np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r in rows])
+            out = self._run(graph, {"input_ids": ids})
+            states = out[hidden].reshape(len(texts), n_chunks * ids.shape[1], -1)  # chunks along the sequence
+            encoded.append(states)
+            if graph == "text_encoder_2":
+                # The pooled output of each text's first chunk (its start, as A1111 does for long prompts).
+                pooled = out[self.manifest.text_encoder_2_pooled].reshape(len(texts), n_chunks, -1)[:, 0]
+        embeds = np.concatenate(encoded, axis=-1)
+        if zero_negative:
+            embeds = np.concatenate([np.zeros_like(embeds), embeds])
+            pooled = np.concatenate([np.zeros_like(pooled), pooled])
+        elif do_cfg:
+            embeds, pooled = embeds[::-1], pooled[::-1]  # negative first, as diffusers concatenates
+        return np.ascontiguousarray(embeds, dtype=self.float_dtype), np.ascontiguousarray(pooled, dtype=self.float_dtype)
+
+    def prepare_latents(self, num_images: int, height: int, width: int, generator) -> "torch.Tensor":
+        import torch
+
+        shape = (num_images, int(self.manifest.io["unet"]["inputs"]["sample"][1][1]),
+                 height // self.vae_scale_factor, width // self.vae_scale_factor)
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+    def add_time_ids(self, height: int, width: int) -> np.ndarray:
+        # original size, crop top-left, target size; SDXL conditions on all six numbers.
+        return np.array([[height, width, 0, 0, height, width]], dtype=self.float_dtype)
+
+    def unet(self, sample: np.ndarray, t: float, cond: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {
+            "sample": sample.astype(self.float_dtype),
+            "timestep": np.full((sample.shape[0], 1), t, dtype=_NP_DTYPES[self.manifest.input_dtype("unet", "timestep")]),
+            **cond,
+        }
+        return self._run("unet", inputs)["out_sample"].astype(np.float32)
+
+    def decode(self, latents: np.ndarray) -> list[np.ndarray]:
+        cfg = self.vae_config
+        if cfg.get("latents_mean") is not None and cfg.get("latents_std") is not None:
+            mean = np.asarray(cfg["latents_mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(cfg["latents_std"], dtype=np.float32).reshape(1, -1, 1, 1)
+            latents = latents * std / cfg["scaling_factor"] + mean
+        else:
+            latents = latents / cfg["scaling_factor"]
+        dtype = _NP_DTYPES[self.manifest.input_dtype("vae_decoder", "latent_sample")]
+        sample = self._run("vae_decoder", {"latent_sample": latents.astype(dtype)})["sample"].astype(np.float32)
+        images = np.clip(sample / 2 + 0.5, 0.0, 1.0).transpose(0, 2, 3, 1)
+        return list((images * 255).round().astype(np.uint8))
+
+    # -- calling the graphs ----------------------------------------------------------------------
+
+    def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call one graph, in slices of at most max_batch rows; a failure keeps the graph's name."""
+        rows = next(iter(inputs.values())).shape[0]
+        parts = []
+        for start in range(0, rows, self.max_batch):
+            part = {k: np.ascontiguousarray(v[start:start + self.max_batch]) for k, v in inputs.items()}
+            try:
+                parts.append(self.runners[graph](part))
+            except StageError:
+                raise
+            except Exception as exc:
+                raise StageError(graph, f"{type(exc).__name__}: {exc}") from exc
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
