@@ -1,22 +1,26 @@
-"""Synchronous client over tritonclient (gRPC or HTTP)."""
+"""Synchronous client over tritonclient (gRPC by default, HTTP/REST with protocol="http")."""
 
 from __future__ import annotations
 
 import json
-from typing import Literal
+import queue
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from sotai.contracts import DART, RAG, SOTAI, ModelContract
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import GenerationParams, check_text
+from sotai.limits import GenerationParams
 
-from .types import GenerateRequest, GenerateResult, TagsResult
+from .catalog import PIPELINE, Catalog, ModelInfo
+from .errors import TritonUnavailable, from_triton
+from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
+from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
 Protocol = Literal["grpc", "http"]
+ProgressCallback = Callable[[Progress], None]
 
 
-def _module(protocol: Protocol):
+def transport(protocol: str):
     if protocol == "grpc":
         import tritonclient.grpc as module
     elif protocol == "http":
@@ -26,15 +30,52 @@ def _module(protocol: Protocol):
     return module
 
 
+def grpc_channel_args() -> list[tuple[str, int]]:
+    """tritonclient's message limits, and quick reconnects: after Triton restarts, the next call within
+    about a second finds it again (gRPC's default backoff grows to two minutes)."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+
+    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
+def run_events(plan: Plan, call: Callable[[Call], Iterator]) -> Iterator:
+    """Drive a plan: yield its Progress events (and the call's), then the result."""
+    try:
+        item = next(plan)
+        while True:
+            if isinstance(item, Progress):
+                yield item
+                item = next(plan)
+                continue
+            outputs = None
+            for event in call(item):
+                if isinstance(event, Progress):
+                    yield event
+                else:
+                    outputs = event
+            item = plan.send(outputs)
+    except StopIteration as stop:
+        yield stop.value
+
+
 class SotaiClient:
-    """`SotaiClient("127.0.0.1:8001").generate(GenerateRequest("銀髪の少女"))`."""
+    """`SotaiClient("127.0.0.1:8001").generate(GenerateRequest("銀髪の少女"))`.
+
+    Thread-safe for unary calls; each streamed call opens its own gRPC stream.
+    """
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: Protocol = "grpc", timeout_s: float = 600.0):
         self.url = url
         self.protocol = protocol
         self.timeout_s = timeout_s
-        self._tc = _module(protocol)
-        self._client = self._tc.InferenceServerClient(url)
+        self._tc = transport(protocol)
+        kwargs = {"channel_args": grpc_channel_args()} if protocol == "grpc" else {
+            "concurrency": 8, "network_timeout": timeout_s, "connection_timeout": 10.0}
+        self._client = self._tc.InferenceServerClient(url, **kwargs)
+        self._catalog: Catalog | None = None
 
     def close(self) -> None:
         self._client.close()
@@ -46,32 +87,33 @@ class SotaiClient:
         self.close()
 
     # -- calls ---------------------------------------------------------------
-    def generate(self, request: GenerateRequest) -> GenerateResult:
-        text = check_text("text", request.text)
-        p = request.params.checked()
-        values = {
-            "TEXT": text, "NEGATIVE_PROMPT": p.negative_prompt, "STEPS": p.steps, "CFG_SCALE": p.cfg_scale,
-            "WIDTH": p.width, "HEIGHT": p.height, "SEED": p.seed, "NUM_IMAGES": p.num_images,
-            "SCHEDULER": p.scheduler, "RATING": p.rating,
-        }
-        out = self._infer(SOTAI, values)
-        return GenerateResult(
-            tags=json.loads(out["TAGS"][0][0]), prompt=out["PROMPT"][0][0].decode("utf-8"),
-            images=[bytes(b) for b in out["IMAGE"][0]], seed=int(out["SEED_USED"][0][0]),
-        )
+    def generate(self, request: GenerateRequest, on_progress: ProgressCallback | None = None) -> GenerateResult:
+        """text/tags/prompt -> tags, prompt and PNG images. `on_progress` gets stage and step events."""
+        result = None
+        for event in self.stream(request, progress=on_progress is not None):
+            if isinstance(event, Progress):
+                on_progress(event)  # type: ignore[misc]
+            else:
+                result = event
+        return result  # type: ignore[return-value]
+
+    def stream(self, request: GenerateRequest, *, progress: bool = True) -> Iterator[Progress | GenerateResult]:
+        """Progress events as they happen, then the GenerateResult."""
+        plan = generate_plan(request, self.catalog(), progress=progress, streaming=self.protocol == "grpc")
+        return run_events(plan, self._call)
+
+    def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
+             tags: Sequence[str] = ()) -> TagsResult:
+        """RAG then Dart (or Dart alone for given `tags`): the final tag list and prompt, without painting."""
+        request = GenerateRequest(text=text, params=params or GenerationParams(), tags=tuple(tags), top_k=top_k)
+        *_, result = run_events(tags_plan(request, self.catalog()), self._call)
+        return result
 
     def candidates(self, text: str, top_k: int = 20) -> list[dict]:
         """The RAG stage alone: tag candidates with their reasons."""
-        out = self._infer(RAG, {"TEXT": check_text("text", text), "TOP_K": top_k})
-        return json.loads(out["CANDIDATES"][0][0])["candidates"]
-
-    def tags(self, text: str, params: GenerationParams | None = None, top_k: int = 20) -> TagsResult:
-        """RAG then Dart: the final tag list and prompt, without painting."""
-        p = (params or GenerationParams()).checked()
-        out = self._infer(RAG, {"TEXT": check_text("text", text), "TOP_K": top_k})
-        dart = self._infer(DART, {"CANDIDATES": out["CANDIDATES"][0][0], "WIDTH": p.width, "HEIGHT": p.height,
-                                  "RATING": p.rating, "SEED": p.seed})
-        return TagsResult(tags=json.loads(dart["TAGS"][0][0]), prompt=dart["PROMPT"][0][0].decode("utf-8"))
+        request = GenerateRequest(text=text, top_k=top_k).checked()
+        out = self._unary(Call("rag", {"TEXT": request.text, "TOP_K": request.top_k}))
+        return json.loads(out["CANDIDATES"].reshape(-1)[0])["candidates"]
 
     def is_ready(self) -> bool:
         try:
@@ -79,37 +121,88 @@ class SotaiClient:
         except Exception:
             return False
 
+    def models_ready(self) -> dict[str, bool]:
+        """Every model in the server's repository -> READY or not (TritonUnavailable when unreachable)."""
+        try:
+            index = self._client.get_model_repository_index(**({"as_json": True} if self.protocol == "grpc" else {}))
+        except (self._tc.InferenceServerException, OSError) as exc:
+            raise from_triton("repository", self.url, exc) from None
+        models = index.get("models", []) if isinstance(index, dict) else index
+        return {m["name"]: m.get("state") == "READY" for m in models}
+
+    def catalog(self, refresh: bool = False) -> Catalog:
+        """The pipeline models the server serves (read once, then cached)."""
+        if self._catalog is None or refresh:
+            ready = self.models_ready()
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            models = {}
+            for name in PIPELINE:
+                if ready.get(name):
+                    try:
+                        models[name] = ModelInfo.from_config(self._client.get_model_config(name, **kwargs))
+                    except (self._tc.InferenceServerException, OSError) as exc:
+                        raise from_triton(name, self.url, exc) from None
+            self._catalog = Catalog(models)
+        return self._catalog
+
     # -- plumbing ------------------------------------------------------------
-    def _infer(self, contract: ModelContract, values: dict) -> dict[str, np.ndarray]:
-        inputs = []
-        for name, value in values.items():
-            t = contract.input(name)
-            arr = np.array([[value.encode("utf-8") if isinstance(value, str) else value]], dtype=t.numpy_dtype)
-            tensor = self._tc.InferInput(name, list(arr.shape), t.wire_dtype)
-            tensor.set_data_from_numpy(arr)
-            inputs.append(tensor)
-        outputs = [self._tc.InferRequestedOutput(t.name) for t in contract.outputs]
+    def _call(self, call: Call) -> Iterator:
+        if call.stream:
+            yield from self._streamed(call)
+        else:
+            yield self._unary(call)
+
+    def _unary(self, call: Call) -> dict[str, np.ndarray]:
+        info = self.catalog().get(call.model)
+        inputs = info.encode(self._tc, call.values, call.defaults)
         try:
             kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-            result = self._client.infer(contract.name, inputs, outputs=outputs, **kwargs)
-        except self._tc.InferenceServerException as exc:
-            raise _as_error(contract.name, exc) from None
-        return {t.name: result.as_numpy(t.name) for t in contract.outputs}
+            result = self._client.infer(call.model, inputs, **kwargs)
+        except (self._tc.InferenceServerException, OSError) as exc:
+            raise self._error(call.model, exc) from None
+        return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
 
+    def _streamed(self, call: Call) -> Iterator:
+        """A decoupled model over a gRPC stream: Progress per response, then the merged outputs."""
+        if self.protocol != "grpc":
+            raise SotaiError(f"`{call.model}` streams its responses, which needs gRPC: use protocol='grpc'")
+        info = self.catalog().get(call.model)
+        inputs = info.encode(self._tc, call.values, call.defaults)
+        responses: queue.Queue = queue.Queue()
+        # tritonclient allows one stream per client object: a private one keeps this call thread-safe.
+        client = self._tc.InferenceServerClient(self.url, channel_args=grpc_channel_args())
+        try:
+            client.start_stream(callback=lambda result, error: responses.put((result, error)),
+                                stream_timeout=self.timeout_s)
+            client.async_stream_infer(call.model, inputs, enable_empty_final_response=True)
+            merged: dict[str, np.ndarray] = {}
+            while True:
+                try:
+                    result, error = responses.get(timeout=self.timeout_s)
+                except queue.Empty:
+                    raise SotaiError(f"{call.model}: no response for {self.timeout_s:.0f} s") from None
+                if error is not None:
+                    raise self._error(call.model, error)
+                response = result.get_response()
+                out = {o.name: result.as_numpy(o.name) for o in response.outputs}
+                event = progress_from(out)
+                if event is not None:
+                    yield event
+                merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
+                final = response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    break
+        finally:
+            client.stop_stream()
+            client.close()
+        if "IMAGE" not in merged:
+            raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
+        yield merged
 
-def _as_error(model: str, exc) -> SotaiError:
-    """Triton's INVALID_ARG (a validation message from our models) becomes InvalidInput again."""
-    message = exc.message() if hasattr(exc, "message") else str(exc)
-    status = str(exc.status() or "")
-    if "INVALID_ARG" in status or "400" in status or " is invalid: " in message:
-        err = InvalidInput.__new__(InvalidInput)
-        SotaiError.__init__(err, message)
-        err.field, err.value, err.rule = _parse_invalid(message)
+    def _error(self, model: str, exc: BaseException) -> SotaiError:
+        if isinstance(exc, SotaiError):
+            return exc
+        err = from_triton(model, self.url, exc)
+        if not isinstance(err, (InvalidInput, TritonUnavailable)):
+            self._catalog = None  # a restarted server may serve another repository
         return err
-    return SotaiError(f"{model}: {message} (status {status})")
-
-
-def _parse_invalid(message: str) -> tuple[str, str, str]:
-    head, _, rule = message.partition(" is invalid: ")
-    field, _, value = head.rpartition(": ")[2].partition("=")
-    return field, value, rule

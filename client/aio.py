@@ -1,0 +1,185 @@
+"""asyncio client: the same plans as `SotaiClient`, over tritonclient's grpc.aio / http.aio.
+
+One `AsyncSotaiClient` serves many concurrent requests (the gateway holds one per Triton URL);
+every streamed call is its own gRPC stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import AsyncIterator, Awaitable, Callable, Sequence
+
+import numpy as np
+
+from sotai.errors import InvalidInput, SotaiError
+from sotai.limits import GenerationParams
+
+from .catalog import PIPELINE, Catalog, ModelInfo
+from .errors import TritonUnavailable, from_triton
+from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
+from .sync import Protocol, grpc_channel_args, transport
+from .types import GenerateRequest, GenerateResult, Progress, TagsResult
+
+AsyncProgressCallback = Callable[[Progress], "Awaitable[None] | None"]
+
+
+class AsyncSotaiClient:
+    """`async with AsyncSotaiClient(url) as c: result = await c.generate(GenerateRequest("夜の桜"))`."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", protocol: Protocol = "grpc", timeout_s: float = 600.0):
+        self.url = url
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        self._tc = transport(protocol)  # InferInput and friends are shared with the aio modules
+        if protocol == "grpc":
+            import tritonclient.grpc.aio as aio
+
+            import grpc
+
+            self._client = aio.InferenceServerClient(url, channel_args=grpc_channel_args())
+            self._transport_errors: tuple = (OSError, grpc.RpcError)
+        else:
+            import aiohttp
+            import tritonclient.http.aio as aio
+
+            self._client = aio.InferenceServerClient(url, conn_timeout=timeout_s)
+            self._transport_errors = (OSError, aiohttp.ClientError)
+        self._aio = aio
+        self._catalog: Catalog | None = None
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> "AsyncSotaiClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- calls ---------------------------------------------------------------
+    async def generate(self, request: GenerateRequest, on_progress: AsyncProgressCallback | None = None) -> GenerateResult:
+        result = None
+        async for event in self.stream(request, progress=on_progress is not None):
+            if isinstance(event, Progress):
+                maybe = on_progress(event)  # type: ignore[misc]
+                if maybe is not None:
+                    await maybe
+            else:
+                result = event
+        return result  # type: ignore[return-value]
+
+    async def stream(self, request: GenerateRequest, *, progress: bool = True) -> AsyncIterator[Progress | GenerateResult]:
+        """Progress events as they happen, then the GenerateResult."""
+        plan = generate_plan(request, await self.catalog(), progress=progress, streaming=self.protocol == "grpc")
+        async for event in self._run(plan):
+            yield event
+
+    async def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
+                   tags: Sequence[str] = ()) -> TagsResult:
+        request = GenerateRequest(text=text, params=params or GenerationParams(), tags=tuple(tags), top_k=top_k)
+        result = None
+        async for event in self._run(tags_plan(request, await self.catalog())):
+            result = event
+        return result  # type: ignore[return-value]
+
+    async def candidates(self, text: str, top_k: int = 20) -> list[dict]:
+        request = GenerateRequest(text=text, top_k=top_k).checked()
+        out = await self._unary(Call("rag", {"TEXT": request.text, "TOP_K": request.top_k}))
+        return json.loads(out["CANDIDATES"].reshape(-1)[0])["candidates"]
+
+    async def is_ready(self) -> bool:
+        try:
+            return bool(await self._client.is_server_ready())
+        except Exception:
+            return False
+
+    async def models_ready(self) -> dict[str, bool]:
+        try:
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            index = await self._client.get_model_repository_index(**kwargs)
+        except (self._aio.InferenceServerException, *self._transport_errors) as exc:
+            raise from_triton("repository", self.url, exc) from None
+        models = index.get("models", []) if isinstance(index, dict) else index
+        return {m["name"]: m.get("state") == "READY" for m in models}
+
+    async def catalog(self, refresh: bool = False) -> Catalog:
+        if self._catalog is None or refresh:
+            ready = await self.models_ready()
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            models = {}
+            for name in PIPELINE:
+                if ready.get(name):
+                    try:
+                        models[name] = ModelInfo.from_config(await self._client.get_model_config(name, **kwargs))
+                    except (self._aio.InferenceServerException, *self._transport_errors) as exc:
+                        raise from_triton(name, self.url, exc) from None
+            self._catalog = Catalog(models)
+        return self._catalog
+
+    # -- plumbing ------------------------------------------------------------
+    async def _run(self, plan: Plan) -> AsyncIterator:
+        try:
+            item = next(plan)
+            while True:
+                if isinstance(item, Progress):
+                    yield item
+                    item = next(plan)
+                    continue
+                if item.stream:
+                    outputs = None
+                    async for event in self._streamed(item):
+                        if isinstance(event, Progress):
+                            yield event
+                        else:
+                            outputs = event
+                else:
+                    outputs = await self._unary(item)
+                item = plan.send(outputs)
+        except StopIteration as stop:
+            yield stop.value
+
+    async def _unary(self, call: Call) -> dict[str, np.ndarray]:
+        info = (await self.catalog()).get(call.model)
+        inputs = info.encode(self._tc, call.values, call.defaults)
+        try:
+            kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+            result = await self._client.infer(call.model, inputs, **kwargs)
+        except (self._aio.InferenceServerException, *self._transport_errors) as exc:
+            raise self._error(call.model, exc) from None
+        return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
+
+    async def _streamed(self, call: Call) -> AsyncIterator:
+        if self.protocol != "grpc":
+            raise SotaiError(f"`{call.model}` streams its responses, which needs gRPC: use protocol='grpc'")
+        info = (await self.catalog()).get(call.model)
+        inputs = info.encode(self._tc, call.values, call.defaults)
+
+        async def one_request():
+            yield {"model_name": call.model, "inputs": inputs}
+
+        # The request side closes after one request; Triton ends the stream after the model's final
+        # response, so the loop ends without asking for an empty final response.
+        merged: dict[str, np.ndarray] = {}
+        try:
+            responses = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s)
+            async for result, error in responses:
+                if error is not None:
+                    raise self._error(call.model, error)
+                out = {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
+                event = progress_from(out)
+                if event is not None:
+                    yield event
+                merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
+        except (self._aio.InferenceServerException, *self._transport_errors) as exc:
+            raise self._error(call.model, exc) from None
+        if "IMAGE" not in merged:
+            raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
+        yield merged
+
+    def _error(self, model: str, exc: BaseException) -> SotaiError:
+        if isinstance(exc, SotaiError):
+            return exc
+        err = from_triton(model, self.url, exc)
+        if not isinstance(err, (InvalidInput, TritonUnavailable)):
+            self._catalog = None
+        return err

@@ -1,0 +1,129 @@
+"""The request flows, written once for the sync and the asyncio client.
+
+A plan is a generator: it yields `Call`s (answered with the model's outputs) and `Progress` events,
+and returns the result. It does no I/O, so `SotaiClient` and `AsyncSotaiClient` only differ in how
+they perform a call.
+
+Routes (all client-side; no BLS model orchestrates them):
+- text, no progress wanted: the `sotai` ensemble, one round trip.
+- text with progress: rag, dart, then `diffusion_stream` (decoupled, one response per step) when the
+  server has it and the protocol is gRPC, else `diffusion`. Dart's tags are reported before painting.
+  (A streaming ensemble cannot replace this chain: Triton 2.51 refuses an ensemble whose outputs come
+  from both a decoupled step and an earlier one.)
+- tags: CANDIDATES built from the given tags go to dart (RAG is bypassed), then diffusion.
+- prompt: diffusion alone, with the prompt exactly as given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Generator
+
+import numpy as np
+
+from sotai.limits import GenerationParams
+
+from .catalog import Catalog
+from .types import GenerateRequest, GenerateResult, Progress, TagsResult
+
+PROGRESS_OUTPUTS = ("STEP", "TOTAL_STEPS", "PREVIEW")
+USER_REASON = {"span": "", "signal": "user"}
+PROMPT_REASON = {"span": "", "signal": "prompt"}
+
+
+@dataclass(frozen=True)
+class Call:
+    model: str
+    values: dict[str, object]
+    defaults: dict[str, object] = field(default_factory=dict)  # values a model may lack (see ModelInfo.encode)
+    stream: bool = False  # the model is decoupled: read every response
+
+
+Plan = Generator["Call | Progress", "dict[str, np.ndarray] | None", "GenerateResult | TagsResult"]
+
+
+def generation_values(p: GenerationParams) -> tuple[dict[str, object], dict[str, object]]:
+    """Tensor values of the painting parameters, and the defaults a server's model may leave out."""
+    values = {
+        "NEGATIVE_PROMPT": p.negative_prompt, "STEPS": p.steps, "CFG_SCALE": p.cfg_scale, "WIDTH": p.width,
+        "HEIGHT": p.height, "SEED": p.seed, "NUM_IMAGES": p.num_images, "SCHEDULER": p.scheduler,
+        "RATING": p.rating, "QUALITY_TAGS": p.quality_tags, "DEFAULT_NEGATIVE": p.default_negative,
+    }
+    base = GenerationParams()
+    defaults = {"RATING": base.rating, "QUALITY_TAGS": base.quality_tags, "DEFAULT_NEGATIVE": base.default_negative}
+    return values, defaults
+
+
+def candidates_from_tags(tags: tuple[str, ...]) -> str:
+    """The RAG stage's CANDIDATES JSON for tags the caller chose (so Dart keeps them, in that order)."""
+    return json.dumps({"candidates": [
+        {"tag": t, "score": 1.0, "category": "general", "reason": {**USER_REASON, "span": t}} for t in tags
+    ]}, ensure_ascii=False)
+
+
+def _string(out: dict[str, np.ndarray], name: str) -> str:
+    value = out[name].reshape(-1)[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _images(out: dict[str, np.ndarray]) -> list[bytes]:
+    # A batched diffusion pads rows that asked for fewer images with b"".
+    return [bytes(b) for b in out["IMAGE"].reshape(-1) if len(b)]
+
+
+def tags_plan(request: GenerateRequest, catalog: Catalog, progress: bool = False) -> Plan:
+    """text -> rag -> dart, or tags -> dart."""
+    request = request.checked()
+    p = request.params
+    if request.tags:
+        candidates = candidates_from_tags(request.tags)
+    else:
+        if progress:
+            yield Progress("rag", 0, 1)
+        out = yield Call("rag", {"TEXT": request.text, "TOP_K": request.top_k})
+        candidates = _string(out, "CANDIDATES")
+        if progress:
+            yield Progress("rag", 1, 1)
+    out = yield Call("dart", {"CANDIDATES": candidates, "WIDTH": p.width, "HEIGHT": p.height,
+                              "RATING": p.rating, "SEED": p.seed})
+    result = TagsResult(tags=json.loads(_string(out, "TAGS")), prompt=_string(out, "PROMPT"))
+    if progress:
+        yield Progress("dart", 1, 1, tags=result.tags, prompt=result.prompt)
+    return result
+
+
+def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool, streaming: bool) -> Plan:
+    """Any request -> GenerateResult. `streaming`: the transport can read decoupled models (gRPC)."""
+    request = request.checked()
+    values, defaults = generation_values(request.params)
+    route: list[str] = []
+
+    if request.text and not progress and not catalog.get("sotai").decoupled:
+        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults)
+        return GenerateResult(tags=json.loads(_string(out, "TAGS")), prompt=_string(out, "PROMPT"),
+                              images=_images(out), seed=int(out["SEED_USED"].reshape(-1)[0]), route="sotai")
+
+    if request.prompt:
+        tags = TagsResult(tags=[{"tag": t.strip(), "score": 1.0, "category": "general", "reason": dict(PROMPT_REASON)}
+                                for t in request.prompt.split(",") if t.strip()], prompt=request.prompt)
+    else:
+        route += ["dart"] if request.tags else ["rag", "dart"]
+        tags = yield from tags_plan(request, catalog, progress)
+
+    painter = "diffusion_stream" if streaming and progress and catalog.has("diffusion_stream") else "diffusion"
+    route.append(painter)
+    if progress:
+        yield Progress("diffusion", 0, request.params.steps)
+    out = yield Call(painter, {"PROMPT": tags.prompt, **values}, defaults, stream=catalog.get(painter).decoupled)
+    return GenerateResult(tags=tags.tags, prompt=tags.prompt, images=_images(out),
+                          seed=int(out["SEED_USED"].reshape(-1)[0]), route=" > ".join(route))
+
+
+def progress_from(out: dict[str, np.ndarray]) -> Progress | None:
+    """A streamed diffusion response with STEP/TOTAL_STEPS (and PREVIEW) -> Progress."""
+    if "STEP" not in out:
+        return None
+    preview = bytes(out["PREVIEW"].reshape(-1)[0]) if "PREVIEW" in out else b""
+    total = int(out["TOTAL_STEPS"].reshape(-1)[0]) if "TOTAL_STEPS" in out else 0
+    return Progress("diffusion", int(out["STEP"].reshape(-1)[0]), total, preview=preview)

@@ -1,0 +1,260 @@
+"""The core of the AUTOMATIC1111 web UI's API (`/sdapi/v1/...`), so tools that speak it work unchanged.
+
+- A `prompt` with Japanese in it is a scene description: it goes through RAG and Dart first, and
+  `info` says so (`sotai.route`, `sotai.tags`). A prompt already in tags goes straight to diffusion.
+- Images of one batch share one seed (one noise tensor, A1111's "Batch pos"); iteration k of
+  `n_iter` uses seed + k * batch_size, as A1111 numbers them.
+- Unset fields take this server's defaults (DEFAULT_STEPS, DEFAULT_WIDTH ...), not A1111's.
+- Fields this server cannot honour are refused with 422 when they ask for something (enable_hr,
+  restore_faces ...); fields without effect here are accepted and listed in `info.sotai.ignored`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from sotai.client import GenerateRequest, GenerateResult, Progress
+from sotai.errors import InvalidInput
+from sotai.limits import NUM_IMAGES_RANGE, GenerationParams, check_int
+
+from .state import GatewayState
+
+router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
+
+# name shown by A1111 -> (our scheduler, aliases A1111 also accepts)
+SAMPLERS = {
+    "Euler a": ("euler_a", ["k_euler_a", "k_euler_ancestral", "euler_a"]),
+    "Euler": ("euler", ["k_euler", "euler"]),
+    "DPM++ 2M Karras": ("dpmpp_2m_karras", ["k_dpmpp_2m_ka", "dpmpp_2m_karras"]),
+}
+A1111_SCHEDULERS = ("Automatic", "Karras")
+JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+# Features this server does not have: asking for them is an error, not a silent no-op.
+REFUSED = {"enable_hr": False, "restore_faces": False, "tiling": False, "subseed_strength": 0,
+           "styles": [], "script_name": None, "alwayson_scripts": {}, "refiner_checkpoint": None}
+
+
+class Txt2ImgRequest(BaseModel):
+    """A1111's StableDiffusionTxt2ImgProcessingAPI, the fields that matter here; others are accepted."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"prompt": "1girl, silver hair, cherry blossoms, night, smile", "negative_prompt": "lowres",
+         "steps": 20, "cfg_scale": 7, "width": 832, "height": 1216, "seed": -1, "sampler_name": "Euler a",
+         "batch_size": 1, "n_iter": 1},
+    ]})
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int | None = None
+    cfg_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int = -1
+    sampler_name: str | None = None
+    sampler_index: str | None = None
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    enable_hr: bool = False
+    restore_faces: bool | None = False
+    tiling: bool | None = False
+    subseed_strength: float = 0
+    styles: list[str] | None = []
+    script_name: str | None = None
+    alwayson_scripts: dict | None = {}
+    refiner_checkpoint: str | None = None
+    override_settings: dict | None = None
+    send_images: bool = True
+
+
+class Txt2ImgResponse(BaseModel):
+    images: list[str] = Field(description="base64 PNG files (each with its A1111 `parameters` text chunk)")
+    parameters: dict
+    info: str = Field(description="JSON: seed, all_seeds, infotexts ... and `sotai` (route, tags, ignored)")
+
+
+def scheduler_for(sampler: str | None, scheduler: str | None) -> str:
+    name = sampler or "Euler a"
+    for shown, (ours, aliases) in SAMPLERS.items():
+        if name == shown or name in aliases:
+            chosen = ours
+            break
+    else:
+        if name == "DPM++ 2M":  # A1111 1.9+: the sampler and its "Karras" schedule are separate fields
+            chosen = "dpmpp_2m_karras"
+        else:
+            raise InvalidInput("sampler_name", name, f"must be one of {', '.join(SAMPLERS)} (see /sdapi/v1/samplers)")
+    if scheduler not in (None, "", *A1111_SCHEDULERS) or (scheduler == "Karras" and chosen != "dpmpp_2m_karras"):
+        raise InvalidInput("scheduler", scheduler, f"must be Automatic, or Karras with DPM++ 2M (sampler {name})")
+    return chosen
+
+
+def model_title(state: GatewayState) -> str:
+    return {"animagine": "animagine-xl-3.0"}.get(state.settings.profile, f"sotai-{state.settings.profile}")
+
+
+def _refused(body: Txt2ImgRequest) -> None:
+    for name, off in REFUSED.items():
+        value = getattr(body, name)
+        if value is not None and value != off:
+            raise InvalidInput(name, value, f"is not supported by this server (leave it at {off!r})")
+
+
+def _ignored(body: Txt2ImgRequest) -> list[str]:
+    """Fields sent with a value that has no effect here (A1111 fields this server does not model)."""
+    extras = sorted(k for k, v in (body.model_extra or {}).items() if v not in (None, "", [], {}, False, 0, -1))
+    return extras + sorted(f"override_settings.{k}" for k in (body.override_settings or {}))
+
+
+def params_of(body: Txt2ImgRequest, state: GatewayState) -> GenerationParams:
+    return GenerationParams.from_settings(
+        state.settings, steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
+        seed=body.seed, negative_prompt=body.negative_prompt, num_images=body.batch_size,
+        scheduler=scheduler_for(body.sampler_name or body.sampler_index, body.scheduler),
+    )
+
+
+def _infotext(png: bytes) -> str:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).info.get("parameters", "")
+
+
+@router.post("/txt2img", response_model=Txt2ImgResponse, summary="A1111 txt2img (Japanese prompts go through RAG and Dart)")
+async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
+    state: GatewayState = request.app.state.sotai
+    _refused(body)
+    n_iter = check_int("n_iter", body.n_iter, 1, NUM_IMAGES_RANGE[1])
+    batch = check_int("batch_size", body.batch_size, *NUM_IMAGES_RANGE)
+    if batch * n_iter > NUM_IMAGES_RANGE[1]:
+        raise InvalidInput("n_iter", n_iter, f"batch_size * n_iter must be at most {NUM_IMAGES_RANGE[1]} images")
+    if not body.prompt.strip():
+        raise InvalidInput("prompt", body.prompt, "must not be empty or only whitespace")
+    japanese = bool(JAPANESE.search(body.prompt))
+    base = GenerateRequest(text=body.prompt, params=params_of(body, state)) if japanese else \
+        GenerateRequest(prompt=body.prompt, params=params_of(body, state))
+    base = base.checked()  # seed -1 -> a concrete seed, shared by the iterations
+
+    results: list[GenerateResult] = []
+    timestamp = time.strftime("%Y%m%d%H%M%S")
+    with state.board.job(base) as job:
+        for k in range(n_iter):
+            gen = replace(base, params=replace(base.params, seed=(base.params.seed + k * batch) % 2**32))
+            async for event in state.pool.stream(gen):
+                if isinstance(event, Progress):
+                    job.update(event)
+                else:
+                    results.append(event)
+
+    images = [png for r in results for png in r.images]
+    all_seeds = [r.seed for r in results for _ in r.images]
+    first = results[0]
+    prompts = [r.prompt for r in results for _ in r.images]
+    info = {
+        "prompt": first.prompt, "all_prompts": prompts,
+        "negative_prompt": body.negative_prompt, "all_negative_prompts": [body.negative_prompt] * len(images),
+        "seed": first.seed, "all_seeds": all_seeds, "subseed": -1, "all_subseeds": [-1] * len(images),
+        "subseed_strength": 0, "width": base.params.width, "height": base.params.height,
+        "sampler_name": next(k for k, v in SAMPLERS.items() if v[0] == base.params.scheduler),
+        "cfg_scale": base.params.cfg_scale, "steps": base.params.steps, "batch_size": batch, "n_iter": n_iter,
+        "restore_faces": False, "sd_model_name": model_title(state), "sd_model_hash": None,
+        "index_of_first_image": 0, "infotexts": [_infotext(png) for png in images], "styles": [],
+        "job_timestamp": timestamp, "clip_skip": 1, "version": "sotai",
+        "sotai": {
+            "input": "japanese_text" if japanese else "tags",
+            "route": first.route,
+            "note": ("Japanese prompt: RAG and Dart turned it into the tags in `prompt`" if japanese
+                     else "prompt already in tags: sent straight to diffusion"),
+            "tags": first.tags if japanese else None,
+            "ignored": _ignored(body),
+        },
+    }
+    parameters = body.model_dump(exclude_none=False)
+    return Txt2ImgResponse(images=[base64.b64encode(p).decode("ascii") for p in images] if body.send_images else [],
+                           parameters=parameters, info=json.dumps(info, ensure_ascii=False))
+
+
+@router.get("/samplers", summary="the samplers this server paints with")
+async def samplers() -> list[dict]:
+    return [{"name": name, "aliases": aliases, "options": {"scheduler": "karras"} if "Karras" in name else {}}
+            for name, (_, aliases) in SAMPLERS.items()]
+
+
+@router.get("/schedulers", summary="schedule types (A1111 1.9+)")
+async def schedulers() -> list[dict]:
+    return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1, "need_inner_model": False},
+            {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False}]
+
+
+@router.get("/sd-models", summary="the one checkpoint this server serves")
+async def sd_models(request: Request) -> list[dict]:
+    state: GatewayState = request.app.state.sotai
+    title = model_title(state)
+    return [{"title": title, "model_name": title, "hash": None, "sha256": None,
+             "filename": str(state.settings.repository_dir()), "config": None}]
+
+
+@router.get("/sd-vae", summary="no separate VAEs")
+async def sd_vae() -> list[dict]:
+    return []
+
+
+@router.get("/upscalers", summary="no upscalers")
+async def upscalers() -> list[dict]:
+    return []
+
+
+def _options(state: GatewayState) -> dict[str, Any]:
+    return {"sd_model_checkpoint": model_title(state), "sd_checkpoint_hash": None, "samples_format": "png",
+            "CLIP_stop_at_last_layers": 1, "sd_vae": "Automatic", **state.a1111_options}
+
+
+@router.get("/options", summary="current options")
+async def get_options(request: Request) -> dict:
+    return _options(request.app.state.sotai)
+
+
+@router.post("/options", summary="set options (only sd_model_checkpoint is meaningful: it must name the served model)")
+async def set_options(body: dict[str, Any], request: Request) -> dict:
+    state: GatewayState = request.app.state.sotai
+    title = model_title(state)
+    checkpoint = body.get("sd_model_checkpoint")
+    if checkpoint is not None and (not isinstance(checkpoint, str) or checkpoint.split(" [")[0] != title):
+        raise InvalidInput("sd_model_checkpoint", checkpoint, f"must be {title} (the model this server serves)")
+    ignored = sorted(k for k in body if k != "sd_model_checkpoint")
+    # Kept so GET shows them back, as A1111 would; they change nothing in how images are painted.
+    state.a1111_options.update({k: body[k] for k in ignored})
+    return {"updated": ["sd_model_checkpoint"] if checkpoint is not None else [], "ignored": ignored}
+
+
+@router.get("/progress", summary="progress of the running job (0..1) with a preview image")
+async def progress(request: Request, skip_current_image: bool = Query(False)) -> dict:
+    state: GatewayState = request.app.state.sotai
+    job = state.board.current()
+    if job is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "state": _job_state(0, 0, 0), "current_image": None,
+                "textinfo": None}
+    elapsed = time.monotonic() - job.started
+    fraction = job.fraction
+    eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
+    latest = job.latest
+    step = latest.step if latest and latest.stage == "diffusion" else 0
+    preview = None if skip_current_image or not job.preview else base64.b64encode(job.preview).decode("ascii")
+    return {"progress": round(fraction, 4), "eta_relative": round(eta, 3),
+            "state": _job_state(len(state.board.jobs), step, job.steps), "current_image": preview,
+            "textinfo": f"{latest.stage} {latest.step}/{latest.total}" if latest else "queued"}
+
+
+def _job_state(jobs: int, step: int, steps: int) -> dict:
+    return {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": jobs,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "job_no": 0, "sampling_step": step,
+            "sampling_steps": steps}

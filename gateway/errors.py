@@ -1,0 +1,72 @@
+"""Errors -> HTTP: InvalidInput 422 (Triton's words), Triton down 503 + Retry-After, other stage errors 502."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sotai.client import TritonUnavailable
+from sotai.errors import InvalidInput, SotaiError
+from sotai.limits import (
+    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE, check_choice, check_float, check_int,
+    check_size, check_tags,
+)
+
+# The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
+FIELD_CHECKS = {
+    "steps": lambda v: check_int("steps", v, *STEPS_RANGE),
+    "cfg_scale": lambda v: check_float("cfg_scale", v, *CFG_RANGE),
+    "width": lambda v: check_size("width", v),
+    "height": lambda v: check_size("height", v),
+    "seed": lambda v: check_int("seed", v, *SEED_RANGE),
+    "num_images": lambda v: check_int("num_images", v, *NUM_IMAGES_RANGE),
+    "scheduler": lambda v: check_choice("scheduler", v, SCHEDULERS),
+    "rating": lambda v: check_choice("rating", v, RATINGS),
+    "tags": lambda v: check_tags("tags", v),
+}
+
+
+def invalid_response(exc: InvalidInput) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": str(exc), "field": exc.field, "rule": exc.rule})
+
+
+def from_validation_error(exc: RequestValidationError) -> InvalidInput:
+    """The first pydantic error as an InvalidInput in sotai.limits' words."""
+    error = exc.errors()[0]
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    field = ".".join(loc) if loc else "body"
+    value = error.get("input")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return InvalidInput(field, value, "is not a known field")
+    if kind == "missing":
+        return InvalidInput(field, None, "is required")
+    if kind in ("json_invalid", "model_attributes_type", "dict_type") or field == "body":
+        return InvalidInput("body", value, "must be a JSON object")
+    check = FIELD_CHECKS.get(loc[0]) if loc else None
+    if check is not None and len(loc) == 1:
+        try:
+            check(value)
+        except InvalidInput as limit_error:
+            return limit_error
+    return InvalidInput(field, value, error.get("msg", "is invalid").lower())
+
+
+def install(app: FastAPI, retry_after_s: int) -> None:
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput):
+        return invalid_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return invalid_response(from_validation_error(exc))
+
+    @app.exception_handler(TritonUnavailable)
+    async def _unavailable(request: Request, exc: TritonUnavailable):
+        return JSONResponse(status_code=503, content={"detail": str(exc)},
+                            headers={"Retry-After": str(retry_after_s)})
+
+    @app.exception_handler(SotaiError)
+    async def _stage(request: Request, exc: SotaiError):
+        return JSONResponse(status_code=502, content={"detail": str(exc)})

@@ -1,0 +1,96 @@
+"""Safe defaults: an optional API key (constant-time check) and a request body size limit."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Largest useful body: 2000-character text and negative prompt, 128 tags of 128 characters, as UTF-8 JSON.
+MAX_BODY_BYTES = 256 * 1024
+
+# Paths that stay open with an API key set: probes for orchestrators.
+OPEN_PATHS = ("/healthz", "/readyz")
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from `Authorization: Bearer K`, `X-API-Key: K`, or HTTP Basic with password K (A1111 tools)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return request.headers.get("x-api-key")
+
+
+def key_matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def api_key_dependency(expected: str | None):
+    """A FastAPI dependency: 401 unless the request carries the key (no-op when no key is set)."""
+
+    async def check(request: Request) -> None:
+        if expected is None or request.url.path in OPEN_PATHS:
+            return
+        if not key_matches(presented_key(request), expected):
+            raise HTTPException(status_code=401, detail="missing or wrong API key: send `Authorization: Bearer <SOTAI_API_KEY>`",
+                                headers={"WWW-Authenticate": 'Bearer realm="sotai"'})
+
+    return check
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over `limit` bytes, by Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._reject(send)
+            return
+        seen = 0
+        responded = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal responded
+            responded = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not responded:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = f'{{"detail":"request body is larger than {self.limit} bytes"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
