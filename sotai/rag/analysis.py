@@ -39,7 +39,8 @@ _NEG_NOUN = {"無し", "なし"}
 @dataclass
 class Token:
     surface: str
-    lemma: str      # dictionary form (微笑ん -> 微笑む); unidic's "-english" suffix removed
+    lemma: str      # dictionary form as written (微笑ん -> 微笑む, つない -> つなぐ)
+    base: str       # unidic's kanji-normalised lemma (つなぐ -> 繋ぐ, 抱きしめる -> 抱き締める)
     pos1: str
     pos2: str
     ctype: str
@@ -51,13 +52,23 @@ class Token:
     @property
     def is_content(self) -> bool:
         if self.pos1 in ("名詞", "形容詞", "形状詞"):
-            return self.pos2 not in ("数詞",) and self.lemma not in _STOP_NOUNS and self.lemma not in _NEG_WORDS
+            return (self.pos2 not in ("数詞",) and self.lemma not in _STOP_NOUNS and self.lemma not in _NEG_WORDS
+                    and not _COUNT_RE.fullmatch(self.lemma))
         return self.pos1 == "動詞" and self.pos2 != "非自立可能"
+
+    @property
+    def is_person(self) -> bool:
+        return self.pos1 == "名詞" and person_sex(self.lemma) is not None
 
     @property
     def is_noun(self) -> bool:
         return self.pos1 in ("名詞", "接頭辞") or (self.pos1 == "接尾辞" and self.pos2 == "名詞的")
 
+
+# Plain "girl"/"boy" words: the count tags say all they say, so they are not searched as words.
+# Role nouns (メイド, 巫女, 王女, 騎士) are counted too, but also searched: they are tags themselves.
+_GENERIC_PEOPLE = {"少女", "女の子", "女子", "娘", "女性", "女", "幼女", "少年", "男の子", "男子", "男性", "男", "青年",
+                   "お姉さん", "お兄さん"}
 
 # Nouns that carry no picture content (こと, もの, よう, ...).
 _STOP_NOUNS = {"こと", "事", "もの", "物", "よう", "様", "ため", "為", "ところ", "所", "方", "中", "上", "前",
@@ -71,8 +82,15 @@ class Span:
     end: int
     kind: str                  # word | compound | modified | phrase
     lemma: str = ""            # dictionary form of a single word; the text otherwise
-    parts: tuple[str, ...] = ()  # (modifier lemma, noun lemma) of a modified unit
+    parts: tuple[str, ...] = ()  # (modifier, noun) of a modified unit; (verb, object) of an action
     negated: bool = False
+    alts: tuple[str, ...] = ()   # other spellings to look up (unidic's kanji lemma)
+    person: bool = False         # a people noun (少女): counted, not searched
+    modifier: bool = False       # an adjective that modifies a noun: searched as part of its unit only
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.text, self.lemma, *self.alts)))
 
 
 @dataclass
@@ -107,12 +125,20 @@ def tokenize(text: str) -> list[Token]:
         end = start + len(w.surface)
         pos = end
         f = w.feature
-        lemma = getattr(f, "orthBase", None) or getattr(f, "lemma", None) or w.surface
-        if lemma == "*":
-            lemma = w.surface
-        lemma = lemma.split("-")[0] if "-" in lemma and not lemma.startswith("-") else lemma
-        out.append(Token(w.surface, lemma, f.pos1, f.pos2 or "", f.cType or "", f.cForm or "", start, end))
+        lemma, base = (_clean(getattr(f, name, None), w.surface) for name in ("orthBase", "lemma"))
+        out.append(Token(w.surface, lemma, base, f.pos1, f.pos2 or "", f.cType or "", f.cForm or "", start, end))
     return out
+
+
+def _clean(value: str | None, surface: str) -> str:
+    """unidic field -> usable lemma: '*' means none; 'リボン-ribbon' carries the loan's origin, dropped."""
+    if not value or value == "*":
+        return surface
+    return value.split("-")[0] if "-" in value and not value.startswith("-") else value
+
+
+def person_sex(lemma: str) -> str | None:
+    return next((sex for w, sex in _PEOPLE if lemma == w or (len(lemma) > len(w) and lemma.endswith(w))), None)
 
 
 def analyze(text: str) -> Analysis:
@@ -186,30 +212,54 @@ def _spans(text: str, toks: list[Token]) -> list[Span]:
     n = len(toks)
     for i, t in enumerate(toks):
         if t.is_content:
-            spans.append(Span(t.surface, t.start, t.end, "word", lemma=t.lemma, negated=t.negated))
+            modifies = (t.pos1 in ("形容詞", "形状詞") and i + 1 < n
+                        and (toks[i + 1].is_noun or (toks[i + 1].surface == "な" and i + 2 < n and toks[i + 2].is_noun)))
+            spans.append(Span(t.surface, t.start, t.end, "word", lemma=t.lemma, alts=(t.base,), negated=t.negated,
+                              person=t.lemma in _GENERIC_PEOPLE, modifier=modifies))
     # Noun compounds: runs of nouns / prefixes / nominal suffixes written together (ピース+サイン).
     i = 0
     while i < n:
         j = i
-        while j < n and toks[j].is_noun and toks[j].pos2 != "数詞" and toks[j].pos1 != "助詞":
+        while j < n and toks[j].is_noun and toks[j].pos2 != "数詞":
             j += 1
-        if j - i >= 2:
+        if j - i >= 2 and not (j - i == 2 and toks[i + 1].pos1 == "接尾辞" and toks[i].is_person):
             spans.append(Span(text[toks[i].start:toks[j - 1].end], toks[i].start, toks[j - 1].end, "compound",
                               lemma=text[toks[i].start:toks[j - 1].end],
+                              alts=("".join(t.base for t in toks[i:j]),),
                               parts=(toks[i].lemma, toks[i + 1].lemma) if j - i == 2 else (),
                               negated=any(toks[k].negated for k in range(i, j))))
         i = max(j, i + 1)
-    # Modifier + noun: adjective (連体形) or adjectival noun + な, or noun + の + noun.
     for i in range(n - 1):
         m = toks[i]
+        # Modifier + noun: adjective (連体形), or adjectival noun + な, then a noun run.
         if m.pos1 == "形容詞" and m.cform.startswith("連体") and toks[i + 1].is_noun:
-            head = _noun_run_end(toks, i + 1)
-            spans.append(_modified(text, toks, i, i + 1, head))
+            spans.append(_unit(text, toks, i, i, i + 1, _noun_run_end(toks, i + 1)))
         elif m.pos1 == "形状詞" and i + 2 < n and toks[i + 1].surface == "な" and toks[i + 2].is_noun:
-            spans.append(_modified(text, toks, i, i + 2, _noun_run_end(toks, i + 2)))
-        elif (m.is_noun and m.is_content and toks[i + 1].surface == "の" and i + 2 < n and toks[i + 2].is_noun
-              and toks[i + 2].is_content):
-            spans.append(_modified(text, toks, i, i + 2, _noun_run_end(toks, i + 2), kind="phrase"))
+            spans.append(_unit(text, toks, i, i, i + 2, _noun_run_end(toks, i + 2)))
+        # Noun run + の + noun run (ピンク色の髪, 電車の中): looser, but often one thing.
+        elif m.is_noun and toks[i + 1].surface == "の" and i + 2 < n and not m.is_person and m.is_content:
+            k = i
+            while k > 0 and toks[k - 1].is_noun and toks[k - 1].pos2 != "数詞":
+                k -= 1
+            h = i + 2  # adjectives may sit between: 紫色の長い髪
+            while h < n and toks[h].pos1 == "形容詞" and toks[h].cform.startswith("連体"):
+                h += 1
+            if h < n and toks[h].is_noun:
+                head_end = _noun_run_end(toks, h)
+                # 制服の少女 is a girl plus a uniform: people are counted, not phrased.
+                if (toks[h].is_content or toks[h].lemma in _PLACE_HEADS) and not toks[head_end].is_person:
+                    spans.append(_unit(text, toks, k, i, h, head_end, kind="phrase"))
+        # Object + を + verb (傘を持つ, 翼を広げる, 手をつなぐ): actions are tagged as one thing.
+        if m.is_noun and m.is_content and not m.is_person and toks[i + 1].surface == "を" and i + 2 < n \
+                and toks[i + 2].pos1 == "動詞":
+            k = i
+            while k > 0 and toks[k - 1].is_noun and toks[k - 1].pos2 != "数詞":
+                k -= 1
+            v = toks[i + 2]
+            obj = "".join(t.lemma for t in toks[k:i + 1])
+            spans.append(Span(text[toks[k].start:v.end], toks[k].start, v.end, "action",
+                              lemma=obj + "を" + v.lemma, alts=("".join(t.base for t in toks[k:i + 1]) + "を" + v.base,),
+                              parts=(v.base, obj), negated=v.negated or any(t.negated for t in toks[k:i + 1])))
     # The same text from two rules: keep the first (word before compound before modified).
     seen, unique = set(), []
     for s in spans:
@@ -219,6 +269,10 @@ def _spans(text: str, toks: list[Token]) -> list[Span]:
     return unique
 
 
+# の-phrase heads that are not content words on their own but make a place (電車の中 = train interior).
+_PLACE_HEADS = {"中", "上", "下", "前", "外"}
+
+
 def _noun_run_end(toks: list[Token], k: int) -> int:
     """Index of the last token of the noun run starting at k (赤い[リボン] / 長い[髪] / 黒い[猫耳])."""
     while k + 1 < len(toks) and toks[k + 1].is_noun and toks[k + 1].pos2 != "数詞":
@@ -226,12 +280,15 @@ def _noun_run_end(toks: list[Token], k: int) -> int:
     return k
 
 
-def _modified(text: str, toks: list[Token], m: int, h0: int, h1: int, kind: str = "modified") -> Span:
-    head = "".join(t.surface for t in toks[h0:h1 + 1])
-    head_lemma = head if h1 > h0 else toks[h0].lemma
-    return Span(text[toks[m].start:toks[h1].end], toks[m].start, toks[h1].end, kind,
-                lemma=text[toks[m].start:toks[h1].end], parts=(toks[m].lemma, head_lemma),
-                negated=any(t.negated for t in toks[m:h1 + 1]))
+def _unit(text: str, toks: list[Token], m0: int, m1: int, h0: int, h1: int, kind: str = "modified") -> Span:
+    """Modifier tokens m0..m1 + head noun run h0..h1 as one span; parts = (modifier, head)."""
+    def joined(a: int, b: int, attr: str) -> str:
+        return toks[a].__getattribute__(attr) if a == b else "".join(t.surface for t in toks[a:b + 1])
+
+    return Span(text[toks[m0].start:toks[h1].end], toks[m0].start, toks[h1].end, kind,
+                lemma=text[toks[m0].start:toks[h1].end],
+                parts=(joined(m0, m1, "lemma"), joined(h0, h1, "lemma")),
+                negated=any(t.negated for t in toks[m0:h1 + 1]))
 
 
 # -- people and counts ------------------------------------------------------
@@ -258,31 +315,44 @@ _COUNT_RE = re.compile(r"(?P<num>[0-9０-９]+|[一二三四五六七八九十]+
 def _people(text: str, toks: list[Token]) -> list[Person]:
     people: list[Person] = []
     for i, t in enumerate(toks):
-        if t.pos1 not in ("名詞",) or t.negated:
+        if t.pos1 != "名詞" or t.negated:
             continue
-        sex = next((s for w, s in _PEOPLE if t.lemma == w or (len(t.lemma) > len(w) and t.lemma.endswith(w))), None)
+        sex = person_sex(t.lemma)
         if sex is None:
             continue
-        count: int | None = 1
-        start = t.start
-        # A count before it: 二人の少女 / 3人の女の子 / ふたりの少女 / 複数の少女
-        k = i - 1
-        if k >= 1 and toks[k].surface == "の":
-            k -= 1
-        window = "".join(x.surface for x in toks[max(0, k - 1):k + 1]) if k >= 0 and k < i else ""
-        m = _COUNT_RE.fullmatch(window) or (k >= 0 and _COUNT_RE.fullmatch(toks[k].surface))
-        if m and k < i:
-            n = _number(m.group("num"))
-            if n is not None:
-                count = n
-                start = toks[max(0, k - 1)].start if _COUNT_RE.fullmatch(window) else toks[k].start
-        elif k >= 0 and k < i and toks[k].lemma in _MANY_WORDS:
-            count, start = None, toks[k].start
+        first = i  # first token of the person phrase
+        # 女騎士 / 男の娘: a 女/男 prefix says the sex whatever the noun would.
+        if i > 0 and toks[i - 1].pos1 == "接頭辞" and toks[i - 1].lemma in ("女", "男"):
+            sex = "girl" if toks[i - 1].lemma == "女" else "boy"
+            first = i - 1
+        count, first = _count_before(toks, first)
         end = t.end
         # A plural suffix after it: 少女たち
         if i + 1 < len(toks) and toks[i + 1].pos1 == "接尾辞" and toks[i + 1].surface in _PLURAL_SUFFIXES:
             end = toks[i + 1].end
             if count == 1:
                 count = None
-        people.append(Person(sex, count, text[start:end]))
+        people.append(Person(sex, count, text[toks[first].start:end]))
     return people
+
+
+def _count_before(toks: list[Token], first: int) -> tuple[int | None, int]:
+    """The count written before a person noun (二人の少女, 3人の女の子, ふたりの少女, 複数の少女).
+
+    Returns (count, index of the phrase's first token); count 1 when none is written,
+    None for "several".
+    """
+    k = first - 1
+    if k >= 1 and toks[k].surface == "の":
+        k -= 1
+    if k < 0:
+        return 1, first
+    for start in (k - 1, k):  # 三+人 is two tokens, 二人 one
+        if start < 0:
+            continue
+        m = _COUNT_RE.fullmatch("".join(x.surface for x in toks[start:k + 1]))
+        if m and (n := _number(m.group("num"))) is not None:
+            return n, start
+    if toks[k].lemma in _MANY_WORDS:
+        return None, k
+    return 1, first

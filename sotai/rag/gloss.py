@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-# row >= 0: the gloss names that tag. row == -1: `form` is one English word that tag names are built
-# from (red, long, hair, ribbon); the retriever composes modifier+noun units from these (赤いリボン ->
-# red + ribbon -> red_ribbon).
-GLOSS_COLUMNS = ["word", "row", "form", "gloss", "sense", "common"]
+# kind "full": the whole gloss spells tag `row` (桜 -> cherry blossom -> cherry_blossoms).
+# kind "head": only the gloss's last word is a tag (月夜 -> moonlit night -> night); weaker.
+# kind "component": row -1, `form` is one English word tag names are built from (赤い -> red,
+# 髪 -> hair, 持つ -> holding); the retriever composes units from these (赤いリボン -> red_ribbon,
+# 傘を持つ -> holding_umbrella).
+GLOSS_COLUMNS = ["word", "row", "form", "gloss", "sense", "common", "kind"]
 _MIN_COMPONENT_TAGS = 3  # an English word used in fewer general tag names is not worth composing
 _MAX_WORDS = 4          # longer glosses are explanations, not names
 _MAX_SENSE = 6          # later senses are rare readings of a word
@@ -60,8 +62,10 @@ def gloss_forms(gloss: str) -> list[str]:
     base = g.replace(" ", "_")
     forms = [base]
     if is_verb:
+        # Danbooru names actions and poses with -ing (sitting, flying): those first, the bare verb
+        # (fly, an insect tag) last.
         head, _, rest = base.partition("_")
-        forms += sorted(f + ("_" + rest if rest else "") for f in _ing(head))
+        forms = sorted(f + ("_" + rest if rest else "") for f in _ing(head)) + forms
     else:
         forms += [base + "s", base + "es"]
         if base.endswith("y"):
@@ -90,9 +94,22 @@ def _components(table: pd.DataFrame) -> set[str]:
     return {w for w, c in counts.items() if c >= _MIN_COMPONENT_TAGS}
 
 
-def _single_word(gloss: str) -> str | None:
+def _component_forms(gloss: str, components: set[str]) -> list[str]:
+    """One-word glosses usable as tag-name parts: red, hair; for verbs also the -ing form (holding)."""
+    is_verb = gloss.lower().startswith("to ")
     g = _LEADING.sub("", _PAREN.sub("", gloss.lower()).strip(" .!?;:")).strip()
-    return g if g.isalpha() else None
+    if not g.isalpha():
+        return []
+    forms = ([*sorted(_ing(g)), g] if is_verb else [g])
+    return [f for f in forms if f in components]
+
+
+def _head_form(gloss: str) -> str | None:
+    """The last word of a two- or three-word noun gloss (moonlit night -> night)."""
+    if gloss.lower().startswith("to "):
+        return None
+    words = _LEADING.sub("", _PAREN.sub("", gloss.lower()).strip(" .!?;:")).split()
+    return words[-1] if 2 <= len(words) <= 3 and words[-1].isalpha() else None
 
 
 def build_gloss_table(table: pd.DataFrame, db: Path | None = None) -> pd.DataFrame:
@@ -110,7 +127,7 @@ def build_gloss_table(table: pd.DataFrame, db: Path | None = None) -> pd.DataFra
             "SELECT s.idseq, s.ID, g.text FROM Sense s JOIN SenseGloss g ON g.sid = s.ID "
             "WHERE g.lang = 'eng' OR g.lang IS NULL ORDER BY s.idseq, s.ID"
         ).fetchall()
-        links: dict[int, list[tuple[int, str, str, int]]] = defaultdict(list)
+        links: dict[int, list[tuple[int, str, str, int, str]]] = defaultdict(list)
         last_seq, last_sid, n = None, None, -1
         for seq, sid, text in senses:
             if seq != last_seq:
@@ -119,15 +136,21 @@ def build_gloss_table(table: pd.DataFrame, db: Path | None = None) -> pd.DataFra
                 last_sid, n = sid, n + 1
             if n >= _MAX_SENSE:
                 continue
+            full = None
             for form in gloss_forms(text):
                 row = lookup.get(form)
                 # Only general tags: a gloss is a common word, never a character's or artist's name.
                 if row is not None and row in general:
-                    links[seq].append((row, form, text, n))
+                    full = (row, form, text, n, "full")
                     break
-            word = _single_word(text)
-            if word in components:
-                links[seq].append((-1, word, text, n))
+            if full is None and (head := _head_form(text)) is not None:
+                row = lookup.get(head)
+                if row is not None and row in general:
+                    full = (row, head, text, n, "head")
+            if full is not None:
+                links[seq].append(full)
+            for form in _component_forms(text, components):
+                links[seq].append((-1, form, text, n, "component"))
         words: dict[int, list[tuple[str, bool]]] = defaultdict(list)
         for table_name, prio in (("Kanji", "KJP"), ("Kana", "KNP")):
             common = {kid for (kid,) in con.execute(f"SELECT DISTINCT kid FROM {prio}")}
@@ -139,8 +162,8 @@ def build_gloss_table(table: pd.DataFrame, db: Path | None = None) -> pd.DataFra
     rows = []
     for seq, found in links.items():
         for word, common in words.get(seq, []):
-            for row, form, text, n in found:
-                rows.append((word, row, form, text, n, common))
+            for row, form, text, n, kind in found:
+                rows.append((word, row, form, text, n, common, kind))
     out = pd.DataFrame(rows, columns=GLOSS_COLUMNS)
     out = out.sort_values(["word", "sense", "common"], ascending=[True, True, False], kind="stable")
     return out.drop_duplicates(["word", "row", "form"], keep="first").reset_index(drop=True)

