@@ -16,8 +16,9 @@ from sotai.limits import GenerationParams
 MAX_MEAN_ABS_DIFF = 2.0  # in 0..255 units
 
 
-def diffusers_image(pipe, generator, prompt: str, p: GenerationParams) -> np.ndarray:
-    pipe.scheduler = make_scheduler(p.scheduler, generator.scheduler_config)
+def diffusers_image(pipe, scheduler_config: dict, prompt: str, p: GenerationParams) -> np.ndarray:
+    # The same algorithm over the snapshot's scheduler config, as SdxlGenerator builds it.
+    pipe.scheduler = make_scheduler(p.scheduler, scheduler_config)
     images = pipe(
         prompt,
         negative_prompt=p.negative_prompt or None,
@@ -38,6 +39,6 @@ def test_onnx_generator_matches_diffusers(generator, diffusers_pipeline, schedul
     p = GenerationParams(steps=4, cfg_scale=7.0, width=512, height=640, seed=1234, scheduler=scheduler,
                          negative_prompt=negative, num_images=2, quality_tags=False, default_negative=False)
     ours = np.stack(generator("1girl, silver hair, cherry blossoms, night", p).images).astype(np.float64)
-    theirs = diffusers_image(diffusers_pipeline, generator, "1girl, silver hair, cherry blossoms, night", p)
+    theirs = diffusers_image(diffusers_pipeline, generator.scheduler_config, "1girl, silver hair, cherry blossoms, night", p)
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).mean() <= MAX_MEAN_ABS_DIFF
