@@ -13,6 +13,8 @@ from sotai.errors import InvalidInput
 
 TEXT_MAX_CHARS = 2000
 NEGATIVE_PROMPT_MAX_CHARS = 2000
+# A tag prompt (Dart's output, or tags a client sends): up to TAGS_MAX given + 256 generated tags.
+PROMPT_MAX_CHARS = 12000
 STEPS_RANGE = (1, 100)
 CFG_RANGE = (0.0, 30.0)
 SIZE_RANGE = (512, 2048)

@@ -103,8 +103,13 @@ class TritonServer:
         """The stub must import this venv's packages and the `sotai` library."""
         site = _pytriton_dir().parent
         env = dict(os.environ)
-        libs = str(site / "nvidia_pytriton.libs")
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libs, env.get("LD_LIBRARY_PATH", "")) if p)
+        libs = [str(site / "nvidia_pytriton.libs")]
+        # The stub links libpython3.X.so; it must be the one of the interpreter whose extension
+        # modules (lib-dynload: _ssl, ...) it will import, not another build found by the loader.
+        own_lib = Path(sys.base_prefix) / "lib"
+        if (own_lib / f"libpython{PYTHON_TAG}.so.1.0").exists():
+            libs.insert(0, str(own_lib))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*libs, env.get("LD_LIBRARY_PATH", "")) if p)
         env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
         project_root = Path(__file__).resolve().parents[2]
         env["PYTHONPATH"] = os.pathsep.join(
