@@ -87,50 +87,49 @@ def ban_pattern(patterns: tuple[str, ...]) -> re.Pattern | None:
 
 
 class RowSampler:
-    """Picks the next token for one row; owns the row's generator and its 'already used' set."""
+    """Picks the next token for one row; owns the row's generator and its mask of spent tokens.
+
+    Work on the whole vocabulary is one add (the 0/-inf mask) and one partition (top-k); the
+    rest runs on the k survivors. The draw walks the survivors in token-id order, so logits
+    that differ in the last bits (a row alone vs. batched) map a draw to the same token.
+    """
 
     def __init__(self, sampling: DartSampling, seed: int, blocked: np.ndarray, end_ids: list[int], used: set[int]):
         self.s = sampling
         self.rng = np.random.default_rng(seed)
-        self.blocked = blocked  # bool[V]: specials (except the end tokens), banned tags
-        self.end_ids = end_ids
-        self.used = set(used)
+        self.mask = np.where(blocked, -np.inf, 0.0).astype(np.float32)  # specials (but the ends), bans
+        self.mask[list(used)] = -np.inf  # no repeated tags
+        self.end_ids = list(end_ids)
         self.n_new = 0
 
     def pick(self, logits: np.ndarray) -> tuple[int, float]:
         """(token id, its probability under the processed distribution)."""
-        x = logits.astype(np.float64, copy=True)
-        x[self.blocked] = -np.inf
-        if self.used:
-            x[list(self.used)] = -np.inf  # no repeated tags
+        x = logits.astype(np.float32) + self.mask
         if self.n_new < self.s.min_new_tokens:
             x[self.end_ids] = -np.inf
-        if not np.isfinite(x).any():  # everything masked: only ending is left
+        k = self.s.top_k if 0 < self.s.top_k < x.size else x.size
+        if self.s.temperature == 0.0:
+            k = 1
+        idx = np.argpartition(x, -k)[-k:] if k < x.size else np.arange(x.size)
+        idx = np.sort(idx[np.isfinite(x[idx])])
+        if idx.size == 0:  # everything masked: only ending is left
             return self.end_ids[0], 1.0
         if self.s.temperature == 0.0:
-            tok = int(np.argmax(x))
-            p = _softmax(x)
-            return self._take(tok, float(p[tok]))
-        x = x / self.s.temperature
-        if 0 < self.s.top_k < x.size:
-            kth = np.partition(x, -self.s.top_k)[-self.s.top_k]
-            x[x < kth] = -np.inf
-        p = _softmax(x)
+            return self._take(int(idx[0]), 1.0)
+        p = _softmax(x[idx].astype(np.float64) / self.s.temperature)
         if self.s.top_p < 1.0:
             order = np.argsort(-p, kind="stable")
-            cum = np.cumsum(p[order])
-            # keep the smallest prefix whose mass reaches top_p (always at least one token)
-            cut = int(np.searchsorted(cum, self.s.top_p)) + 1
-            keep = np.zeros_like(p, dtype=bool)
-            keep[order[:cut]] = True
-            p = np.where(keep, p, 0.0)
-            p /= p.sum()
-        tok = int(self.rng.choice(p.size, p=p))
-        return self._take(tok, float(p[tok]))
+            # keep the smallest prefix (by probability) whose mass reaches top_p
+            cut = int(np.searchsorted(np.cumsum(p[order]), self.s.top_p)) + 1
+            keep = np.sort(order[:cut])
+            idx, p = idx[keep], p[keep] / p[keep].sum()
+        cdf = np.cumsum(p)
+        j = min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), idx.size - 1)
+        return self._take(int(idx[j]), float(p[j]))
 
     def _take(self, tok: int, prob: float) -> tuple[int, float]:
         if tok not in self.end_ids:
-            self.used.add(tok)
+            self.mask[tok] = -np.inf
             self.n_new += 1
         return tok, prob
 

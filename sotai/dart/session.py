@@ -2,6 +2,10 @@
 
 optimum's ORTModelForCausalLM is not used: it sizes the cache from `num_attention_heads`,
 wrong for Dart's single KV head. This loop reads the cache shape from the graph itself.
+
+Per step, the cache stays where onnxruntime put it (IO binding: each step's `present.*`
+OrtValues are bound as the next step's `past_key_values.*`, no host round trip on GPU); only
+the last position's logits come back to the host for sampling.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ Picker = Callable[[int, np.ndarray], tuple[int, float]]
 
 
 class OnnxDecoder:
-    """Greedy/sampled decoding of many prompts at once over `model.onnx` (inputs: input_ids,
-    attention_mask[, position_ids], past_key_values.{i}.key/value; outputs: logits, present.{i}.*)."""
+    """Decoding of many prompts at once over `model.onnx` (inputs: input_ids, attention_mask
+    [, position_ids], past_key_values.{i}.key/value; outputs: logits, present.{i}.key/value)."""
 
-    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, path: Path, providers: list | None = None, threads: int = 0):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -32,7 +36,10 @@ class OnnxDecoder:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers or default_providers())
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers or default_providers())
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise MissingArtifact("Dart ONNX graph", self.path, "make export", detail=f"cannot be loaded: {exc}") from exc
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.past_names = sorted((n for n in inputs if n.startswith("past_key_values.")), key=_layer_key)
         if not self.past_names:
@@ -41,16 +48,19 @@ class OnnxDecoder:
         _, self.kv_heads, _, self.head_dim = first.shape
         self.kv_dtype = np.float16 if "float16" in first.type else np.float32
         self.has_position_ids = "position_ids" in inputs
-        outputs = [o.name for o in self.session.get_outputs()]
         self.present_names = ["present" + n[len("past_key_values"):] for n in self.past_names]
-        self.output_names = ["logits", *self.present_names]
-        missing = set(self.output_names) - set(outputs)
+        missing = {"logits", *self.present_names} - {o.name for o in self.session.get_outputs()}
         if missing:
             raise MissingArtifact("Dart ONNX graph", self.path, "make export", detail=f"missing outputs {sorted(missing)}")
+        provider = self.session.get_providers()[0]
+        self.device = ("cuda", self.session.get_provider_options()[provider].get("device_id", 0)) if provider == "CUDAExecutionProvider" else ("cpu", 0)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Full-sequence logits [B, T, V] with an empty cache (used by parity checks)."""
-        feed = self._feed(input_ids, attention_mask, self._empty_cache(input_ids.shape[0]))
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        feed.update({n: np.zeros((input_ids.shape[0], self.kv_heads, 0, self.head_dim), self.kv_dtype) for n in self.past_names})
+        if self.has_position_ids:
+            feed["position_ids"] = _positions(attention_mask, input_ids.shape[1])
         return self.session.run(["logits"], feed)[0]
 
     def generate(
@@ -59,27 +69,43 @@ class OnnxDecoder:
     ) -> list[list[tuple[int, float]]]:
         """Decode each prompt until `pick` returns an end id or the row has `limits[b]` (default
         `max_new_tokens`) new tokens; returns the new (token, prob) pairs per row, end token excluded."""
+        import onnxruntime as ort
+
         batch = len(prompts)
         limits = limits or [max_new_tokens] * batch
         width = max(len(p) for p in prompts)
         # 1. left-pad so every row's next token sits in the last column
         ids = np.full((batch, width), pad_id, dtype=np.int64)
-        mask = np.zeros((batch, width), dtype=np.int64)
+        mask = np.zeros((batch, width + max(limits)), dtype=np.int64)
         for b, p in enumerate(prompts):
             ids[b, width - len(p):] = p
-            mask[b, width - len(p):] = 1
-        cache = self._empty_cache(batch)
+            mask[b, width - len(p):width] = 1
+        device, device_id = self.device
+        cache = [ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, self.kv_heads, 0, self.head_dim), self.kv_dtype), device, device_id)
+                 for _ in self.past_names]
+        binding = self.session.io_binding()
         out: list[list[tuple[int, float]]] = [[] for _ in prompts]
         done = [False] * batch
+        seen = width
         # 2. prefill, then one token per step with the cache fed back
         for _ in range(max(limits)):
-            logits, *present = self.session.run(self.output_names, self._feed(ids, mask, cache))
-            cache = dict(zip(self.past_names, present))
+            binding.bind_cpu_input("input_ids", ids)
+            binding.bind_cpu_input("attention_mask", mask[:, :seen])
+            if self.has_position_ids:
+                binding.bind_cpu_input("position_ids", _positions(mask[:, :seen], ids.shape[1]))
+            for name, value in zip(self.past_names, cache):
+                binding.bind_ortvalue_input(name, value)
+            binding.bind_output("logits", device, device_id)
+            for name in self.present_names:
+                binding.bind_output(name, device, device_id)
+            self.session.run_with_iobinding(binding)
+            logits, *cache = binding.get_outputs()
+            last = logits.numpy()[:, -1]
             step = np.full((batch, 1), pad_id, dtype=np.int64)
             for b in range(batch):
                 if done[b]:
                     continue
-                tok, prob = pick(b, logits[b, -1])
+                tok, prob = pick(b, last[b])
                 if tok in end_ids:
                     done[b] = True
                 else:
@@ -89,18 +115,15 @@ class OnnxDecoder:
             if all(done):
                 break
             ids = step
-            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+            mask[:, seen] = 1
+            seen += 1
+            binding.clear_binding_inputs()
+            binding.clear_binding_outputs()
         return out
 
-    def _empty_cache(self, batch: int) -> dict[str, np.ndarray]:
-        return {n: np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype) for n in self.past_names}
 
-    def _feed(self, ids: np.ndarray, mask: np.ndarray, cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {"input_ids": ids, "attention_mask": mask, **cache}
-        if self.has_position_ids:
-            pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
-            feed["position_ids"] = pos[:, -ids.shape[1]:]
-        return feed
+def _positions(mask: np.ndarray, last: int) -> np.ndarray:
+    return np.clip(np.cumsum(mask, axis=1) - 1, 0, None)[:, -last:]
 
 
 def _layer_key(name: str) -> tuple[int, int]:

@@ -23,10 +23,11 @@ def sampler(seed=0, blocked=(), used=(), **kw):
 
 def draws(n=400, **kw):
     s = sampler(**kw)
+    initial = s.mask.copy()
     out = []
     for _ in range(n):
         tok, _ = s.pick(LOGITS)
-        s.used.discard(tok)  # keep the distribution fixed for counting
+        s.mask[tok] = initial[tok]  # put the drawn tag back: the distribution stays fixed for counting
         out.append(tok)
     return np.bincount(out, minlength=V)
 
