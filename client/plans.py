@@ -43,15 +43,20 @@ class Call:
 Plan = Generator["Call | Progress", "dict[str, np.ndarray] | None", "GenerateResult | TagsResult"]
 
 
-def generation_values(p: GenerationParams) -> tuple[dict[str, object], dict[str, object]]:
-    """Tensor values of the painting parameters, and the defaults a server's model may leave out."""
+def generation_values(p: GenerationParams, *, rated: bool = True) -> tuple[dict[str, object], dict[str, object]]:
+    """Tensor values of the painting parameters, and the defaults a server's model may leave out.
+
+    `rated`: Dart already took RATING (it picks the tags), so a painter without a RATING input
+    still honours the request; a prompt that skips Dart needs the painter to take it.
+    """
     values = {
         "NEGATIVE_PROMPT": p.negative_prompt, "STEPS": p.steps, "CFG_SCALE": p.cfg_scale, "WIDTH": p.width,
         "HEIGHT": p.height, "SEED": p.seed, "NUM_IMAGES": p.num_images, "SCHEDULER": p.scheduler,
         "RATING": p.rating, "QUALITY_TAGS": p.quality_tags, "DEFAULT_NEGATIVE": p.default_negative,
     }
     base = GenerationParams()
-    defaults = {"RATING": base.rating, "QUALITY_TAGS": base.quality_tags, "DEFAULT_NEGATIVE": base.default_negative}
+    defaults = {"RATING": p.rating if rated else base.rating, "QUALITY_TAGS": base.quality_tags,
+                "DEFAULT_NEGATIVE": base.default_negative}
     return values, defaults
 
 
@@ -96,7 +101,7 @@ def tags_plan(request: GenerateRequest, catalog: Catalog, progress: bool = False
 def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool, streaming: bool) -> Plan:
     """Any request -> GenerateResult. `streaming`: the transport can read decoupled models (gRPC)."""
     request = request.checked()
-    values, defaults = generation_values(request.params)
+    values, defaults = generation_values(request.params, rated=not request.prompt)
     route: list[str] = []
 
     if request.text and not progress and not catalog.get("sotai").decoupled:

@@ -33,10 +33,11 @@ def create_app(
     timeout_s: float = 600.0,
 ) -> FastAPI:
     """The gateway. `triton_urls`: one or several (comma-separated) Triton gRPC endpoints, round-robin;
-    default SOTAI_TRITON_URL. `api_key`: default SOTAI_API_KEY (unset: no key needed)."""
+    default SOTAI_TRITON_URL. `api_key`: default SOTAI_API_KEY (unset or "": no key needed)."""
     settings = settings or get_settings()
     if api_key is None and settings.api_key is not None:
-        api_key = settings.api_key.get_secret_value() or None
+        api_key = settings.api_key.get_secret_value()
+    api_key = api_key or None  # "" turns the key off even when SOTAI_API_KEY is set
     pool = TritonPool(parse_urls(triton_urls or settings.triton_url), protocol=protocol, timeout_s=timeout_s,
                       retry_after_s=RETRY_AFTER_S)
     state = GatewayState(settings=settings, pool=pool, retry_after_s=RETRY_AFTER_S)

@@ -42,7 +42,10 @@ def from_validation_error(exc: RequestValidationError) -> InvalidInput:
         return InvalidInput(field, value, "is not a known field")
     if kind == "missing":
         return InvalidInput(field, None, "is required")
-    if kind in ("json_invalid", "model_attributes_type", "dict_type") or field == "body":
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        return InvalidInput("body", "<not JSON>", f"must be a JSON object ({reason})")
+    if kind in ("model_attributes_type", "dict_type") or field == "body":
         return InvalidInput("body", value, "must be a JSON object")
     check = FIELD_CHECKS.get(loc[0]) if loc else None
     if check is not None and len(loc) == 1:

@@ -47,7 +47,7 @@ def api_key_dependency(expected: str | None):
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for a body over `limit` bytes, by Content-Length or as it streams in."""
+    """ASGI middleware: 413 for a body over `limit` bytes, by Content-Length or as it arrives."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
         self.app = app
@@ -62,28 +62,30 @@ class BodySizeLimit:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await self._reject(send)
             return
+        # Read the body first (it is small by definition), so a chunked body over the limit gets a
+        # clean 413 before the app sees any of it.
+        messages: list[Message] = []
         seen = 0
-        responded = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal responded
-            responded = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not responded:
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
                 await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()  # after the body: disconnect notices
+
+        await self.app(scope, replayed, send)
 
     async def _reject(self, send: Send) -> None:
         body = f'{{"detail":"request body is larger than {self.limit} bytes"}}'.encode()
@@ -91,6 +93,3 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-
-class _TooLarge(Exception):
-    pass

@@ -1,0 +1,129 @@
+"""The A1111-compatible API, called the way A1111's own API documentation and common tools call it.
+
+Request shapes follow the A1111 wiki's API examples (`{"prompt": "puppy dog", "steps": 5}`, the
+options payload with sd_model_checkpoint and CLIP_stop_at_last_layers) and the full txt2img body
+that chat front-ends send.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def url(gateway):
+    return gateway.url
+
+
+def decode(b64: str) -> Image.Image:
+    # The wiki's own decoding line: base64.b64decode(i.split(",", 1)[0])
+    return Image.open(io.BytesIO(base64.b64decode(b64.split(",", 1)[0])))
+
+
+def test_wiki_example_txt2img(url):
+    payload = {"prompt": "puppy dog", "steps": 5}
+    response = requests.post(url=f"{url}/sdapi/v1/txt2img", json=payload, timeout=120)
+    r = response.json()
+    assert response.status_code == 200, r
+    assert set(r) == {"images", "parameters", "info"}
+    (image,) = [decode(i) for i in r["images"]]
+    assert image.format == "PNG" and image.size == (512, 512)
+    assert "Steps: 5" in image.info["parameters"], "A1111 tools read the settings back from the PNG"
+    info = json.loads(r["info"])
+    assert info["steps"] == 5 and 0 <= info["seed"] < 2**32 and info["all_seeds"] == [info["seed"]]
+    assert info["sotai"]["route"] == "diffusion", "a prompt in tags goes straight to diffusion"
+    assert info["prompt"] == "puppy dog"
+    assert r["parameters"]["prompt"] == "puppy dog"
+
+
+def test_a_japanese_prompt_goes_through_rag_and_dart_and_info_says_so(url):
+    payload = {"prompt": "銀髪の少女が夜の桜の下で微笑んでいる", "negative_prompt": "lowres", "steps": 2,
+               "cfg_scale": 7, "width": 512, "height": 576, "seed": 123, "sampler_name": "Euler a",
+               "batch_size": 1, "n_iter": 1}
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json=payload, timeout=120).json()
+    info = json.loads(r["info"])
+    assert info["sotai"]["input"] == "japanese_text"
+    assert info["sotai"]["route"].startswith("rag > dart > diffusion")
+    assert "RAG and Dart" in info["sotai"]["note"]
+    assert info["prompt"] != payload["prompt"] and info["sotai"]["tags"], "the prompt painted is Dart's tags"
+    assert info["seed"] == 123 and decode(r["images"][0]).size == (512, 576)
+
+
+def test_full_front_end_body_with_batches_and_iterations(url):
+    payload = {
+        "prompt": "1girl, silver hair, cherry blossoms, night", "negative_prompt": "lowres, bad anatomy",
+        "sampler_name": "DPM++ 2M", "scheduler": "Karras", "steps": 2, "cfg_scale": 6.5,
+        "width": 512, "height": 512, "restore_faces": False, "enable_hr": False, "hr_upscaler": "Latent",
+        "hr_scale": 2, "denoising_strength": 0.7, "hr_second_pass_steps": 0, "seed": 1000,
+        "batch_size": 2, "n_iter": 2, "override_settings": {"CLIP_stop_at_last_layers": 2},
+        "override_settings_restore_afterwards": True, "save_images": True, "send_images": True,
+        "do_not_save_grid": False, "do_not_save_samples": False,
+    }
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json=payload, timeout=120).json()
+    info = json.loads(r["info"])
+    assert len(r["images"]) == 4
+    assert info["all_seeds"] == [1000, 1000, 1002, 1002], "iteration k uses seed + k * batch_size"
+    assert info["sampler_name"] == "DPM++ 2M Karras" and info["cfg_scale"] == 6.5
+    assert r["images"][0] != r["images"][2]
+    # Nothing silently dropped: what has no effect here is listed.
+    assert {"hr_upscaler", "hr_scale", "denoising_strength", "override_settings.CLIP_stop_at_last_layers"} <= \
+        set(info["sotai"]["ignored"])
+
+
+@pytest.mark.parametrize("field, value", [("enable_hr", True), ("restore_faces", True), ("sampler_name", "LMS"),
+                                          ("width", 1001), ("steps", 0), ("n_iter", 9), ("prompt", " ")])
+def test_what_cannot_be_honoured_is_422_naming_the_field(url, field, value):
+    payload = {"prompt": "1girl", "steps": 2, field: value}
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=payload, timeout=60)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_samplers_models_and_options(url):
+    samplers = requests.get(f"{url}/sdapi/v1/samplers", timeout=10).json()
+    assert [s["name"] for s in samplers] == ["Euler a", "Euler", "DPM++ 2M Karras"]
+    assert all({"name", "aliases", "options"} <= set(s) for s in samplers)
+    (model,) = requests.get(f"{url}/sdapi/v1/sd-models", timeout=10).json()
+    assert {"title", "model_name", "hash", "sha256", "filename", "config"} <= set(model)
+    options = requests.get(f"{url}/sdapi/v1/options", timeout=10).json()
+    assert options["sd_model_checkpoint"] == model["title"]
+    # The wiki's options payload, naming the checkpoint this server has.
+    option_payload = {"sd_model_checkpoint": model["title"], "CLIP_stop_at_last_layers": 2}
+    response = requests.post(f"{url}/sdapi/v1/options", json=option_payload, timeout=10)
+    assert response.status_code == 200 and response.json()["ignored"] == ["CLIP_stop_at_last_layers"]
+    assert requests.get(f"{url}/sdapi/v1/options", timeout=10).json()["CLIP_stop_at_last_layers"] == 2
+    wrong = requests.post(f"{url}/sdapi/v1/options", json={"sd_model_checkpoint": "Anything-V3.0-pruned.ckpt [2700c435]"},
+                          timeout=10)
+    assert wrong.status_code == 422 and wrong.json()["field"] == "sd_model_checkpoint"
+
+
+def test_progress_while_idle_and_while_painting(url):
+    idle = requests.get(f"{url}/sdapi/v1/progress", timeout=10).json()
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
+    assert {"progress", "eta_relative", "state", "current_image", "textinfo"} <= set(idle)
+
+    done = threading.Event()
+
+    def paint():
+        requests.post(f"{url}/sdapi/v1/txt2img", json={"prompt": "1girl", "steps": 8, "seed": 1}, timeout=120)
+        done.set()
+
+    threading.Thread(target=paint, daemon=True).start()
+    seen = []
+    while not done.is_set():
+        state = requests.get(f"{url}/sdapi/v1/progress", timeout=10).json()
+        if state["state"]["job_count"]:
+            seen.append(state)
+        time.sleep(0.02)
+    assert seen, "the running job was never reported"
+    assert all(0.0 <= s["progress"] <= 1.0 for s in seen)
+    assert seen[-1]["state"]["sampling_steps"] == 8
+    assert requests.get(f"{url}/sdapi/v1/progress", timeout=10).json()["state"]["job_count"] == 0

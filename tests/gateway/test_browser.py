@@ -1,0 +1,64 @@
+"""The web page in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium).
+
+Type a Japanese sentence, click 「生成開始」, and see progress, an image and the tags with their
+reasons appear. The screenshot is saved under out/test/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SCENE = "銀髪の少女が夜の桜の下で微笑んでいる"
+INSTALL = Path(__file__).with_name("install_browser.sh")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1280,1400", "--lang=ja"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        subprocess.run(["bash", str(INSTALL)], check=False, timeout=900)
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip(f"chromium/chromedriver are not installed: run `sudo bash {INSTALL}`")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    profile = tempfile.mkdtemp(prefix="sotai-chromium-")  # a fresh profile every run
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    session = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
+    session.set_page_load_timeout(60)
+    yield session
+    session.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_japanese_sentence_to_image_and_tags_in_the_page(browser, gateway, out_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(gateway.url + "/")
+    box = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, "#sotai-text textarea"))
+    assert "詳細設定" in browser.page_source
+    box.send_keys(SCENE)
+    browser.find_element(By.ID, "sotai-generate").click()
+    assert browser.find_element(By.ID, "sotai-generate").text == "生成開始"
+
+    images = WebDriverWait(browser, 180).until(
+        lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, "#sotai-gallery img") if i.get_attribute("src")])
+    assert images[0].get_attribute("naturalWidth") == "512"
+    WebDriverWait(browser, 30).until(lambda d: "完了" in d.find_element(By.ID, "sotai-status").text)
+    tags = browser.find_element(By.ID, "sotai-tags").text
+    assert "タグ" in tags and "理由" in tags
+    assert "→" in tags, "each RAG tag shows the Japanese words that led to it"
+    prompt = browser.find_element(By.CSS_SELECTOR, "#sotai-prompt textarea, #sotai-prompt input").get_attribute("value")
+    assert prompt and prompt.split(",")[0].strip() in tags
+    browser.save_screenshot(str(out_dir / "gateway-ui.png"))
+    assert (out_dir / "gateway-ui.png").stat().st_size > 10_000
