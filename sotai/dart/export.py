@@ -12,8 +12,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import torch
-
 from sotai.errors import MissingArtifact
 
 TASK = "text-generation-with-past"
@@ -56,6 +54,7 @@ def export_dart_onnx(snapshot_dir: Path, out_dir: Path, *, quantize_bits: int | 
     against PyTorch (atol 1e-4). `quantize_bits` 8 or 4 then replaces it by the weight-only
     quantized graph (`sotai.dart.quantize`): several times faster on CPU.
     """
+    import torch
     from optimum.exporters.onnx import main_export
     from transformers import AutoConfig
 

@@ -76,3 +76,13 @@ def test_a_padded_row_in_a_batch_gets_the_logits_it_gets_alone(decoder):
         assert len(batched[row]) == len(alone[row]) == 6
         for a, b in zip(alone[row], batched[row]):
             np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_greedy_generation_equals_transformers_generate(decoder, torch_model):
+    import torch
+
+    new = decoder.generate([PROMPT], lambda _b, x: (int(np.argmax(x)), 1.0), pad_id=2, end_ids=set(), max_new_tokens=24)[0]
+    with torch.no_grad():
+        reference = torch_model.generate(torch.tensor([PROMPT]), do_sample=False, max_new_tokens=24, min_new_tokens=24,
+                                         pad_token_id=2, eos_token_id=None, top_k=None)
+    assert [t for t, _ in new] == reference[0, len(PROMPT):].tolist()

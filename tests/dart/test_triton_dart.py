@@ -85,3 +85,4 @@ def test_a_bad_request_fails_alone_with_invalid_arg(triton):
         client.infer("dart", inputs(grpc, [bad]))
     assert "width" in str(err.value) and "multiple of 8" in str(err.value)
     assert client.infer("dart", inputs(grpc, [REQUESTS[0]])).as_numpy("PROMPT")[0][0]
+
