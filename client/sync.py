@@ -31,14 +31,16 @@ def transport(protocol: str):
 
 
 def grpc_channel_args() -> list[tuple[str, int]]:
-    """tritonclient's message limits, and quick reconnects: after Triton restarts, the next call within
-    about a second finds it again (gRPC's default backoff grows to two minutes)."""
+    """tritonclient's message limits; quick reconnects (after Triton restarts, the next call within
+    about a second finds it again: gRPC's default backoff grows to two minutes); round-robin balancing."""
     from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 
     return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
             ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
-            ("grpc.max_reconnect_backoff_ms", 1000)]
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            # A `dns:///name:port` URL that resolves to several Triton replicas spreads calls over all of them.
+            ("grpc.lb_policy_name", "round_robin")]
 
 
 def run_events(plan: Plan, call: Callable[[Call], Iterator]) -> Iterator:

@@ -1,0 +1,72 @@
+"""`sotai bench triton`: its input data fit the models, its parsing and plot, and one short real run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from sotai.contracts import PIPELINE_CONTRACTS
+from sotai.serving import bench
+
+JSON_TYPES = {"STRING": str, "INT32": int, "INT64": int, "FP32": (int, float)}
+
+
+@pytest.mark.parametrize("model", bench.MODELS)
+def test_input_data_fit_the_model_contract(model):
+    contract = PIPELINE_CONTRACTS[model]
+    data = json.loads((bench.BENCH_DIR / f"{model}.json").read_text())["data"]
+    assert len(data) >= 3, "several different requests, not one repeated"
+    names = {t.name: t for t in contract.inputs}
+    for entry in data:
+        assert set(entry) <= set(names), f"unknown inputs {set(entry) - set(names)}"
+        assert {n for n, t in names.items() if not t.optional} <= set(entry)
+        for name, value in entry.items():
+            assert value["shape"] == list(names[name].dims)
+            assert all(isinstance(v, JSON_TYPES[names[name].dtype]) for v in value["content"])
+
+
+def test_perf_csv_becomes_points_summary_and_plot(tmp_path):
+    sample = tmp_path / "triton-rag.csv"
+    sample.write_text(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "1,87.9,6,192,2136,27,8527,445,3,11432,12593,13689,14580\n"
+        "2,95.9,6,408,2107,40,17627,529,2,20566,23340,24456,25900\n")
+    points = bench.read_perf_csv(sample, "rag")
+    assert [(p.concurrency, p.throughput, p.p50_ms, p.p99_ms) for p in points] == [(1, 87.9, 11.432, 14.58),
+                                                                                    (2, 95.9, 20.566, 25.9)]
+    summary = bench.write_summary(points, tmp_path)
+    assert [row["model"] for row in csv.DictReader(summary.open())] == ["rag", "rag"]
+    png = bench.plot(points, tmp_path / "triton.png", "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsys):
+    try:
+        binary = bench.find_perf_analyzer()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    if shutil.which("locust") is None and not _module("locust"):
+        pytest.skip("locust is not installed")
+    from sotai.cli import main
+
+    out = bench.PROJECT_ROOT / "out" / "test" / "bench"  # perf_analyzer may run in a chroot that sees only the checkout
+    code = main(["bench", "triton", "--url", triton.grpc_url, "--models", "rag", "--concurrency", "1",
+                 "--requests", "8", "--out", str(out), "--gateway-users", "1", "--gateway-time", "4s", "--json",
+                 "--perf-analyzer", binary])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (point,) = result["triton"]
+    assert point["model"] == "rag" and point["throughput"] > 0 and point["p50_ms"] > 0
+    aggregated = next(r for r in result["gateway"] if r["Name"] == "Aggregated")
+    assert int(aggregated["Request Count"]) > 0 and aggregated["Failure Count"] == "0"
+    assert (out / "triton.png").is_file() and (out / "triton-rag.csv").is_file()
+
+
+def _module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
