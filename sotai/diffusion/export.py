@@ -25,7 +25,6 @@ from sotai.errors import MissingArtifact
 
 # optimum's SDXL export validates each graph against PyTorch; fp32 parts agree to ~1e-5.
 ATOL_FP32 = 1e-3
-ATOL_FP16 = 1e-2
 
 
 def _unet_onnx_config(snapshot_dir: Path, float_dtype: str):
@@ -125,9 +124,11 @@ def export_sdxl_onnx(
 ) -> dict[str, Path]:
     """Export `snapshot_dir` (StableDiffusionXLPipeline.save_pretrained layout) into out_dir.
 
-    fp16=True exports half-precision graphs for GPU hosts (needs a CUDA device for the export).
-    vae_dir: a replacement VAE snapshot (e.g. madebyollin/sdxl-vae-fp16-fix, whose decoder does not
-    overflow in fp16); it is swapped into a staging copy of the snapshot before export.
+    fp16=True: half-precision graphs for GPU hosts. The graphs are traced in fp32 (on any host) and
+    converted with onnxruntime's float16 converter; a VAE whose config says `force_upcast` (the
+    original SDXL VAE overflows in fp16) stays fp32, as diffusers upcasts it.
+    vae_dir: a replacement VAE snapshot (madebyollin/sdxl-vae-fp16-fix: fp16-safe, force_upcast
+    false) swapped in before export. model_name: written into every PNG (default: the folder name).
     Returns {"text_encoder": path, "text_encoder_2": ..., "unet": ..., "vae_decoder": ..., "components": dir}.
     """
     import torch
@@ -136,18 +137,11 @@ def export_sdxl_onnx(
 
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     _check_snapshot(snapshot_dir)
+    name = model_name or _guess_model_name(snapshot_dir)
     if vae_dir is not None:
         snapshot_dir = _with_replaced_vae(snapshot_dir, Path(vae_dir), out_dir / "_staging")
-    float_dtype = "fp16" if fp16 else "fp32"
-    device = "cuda" if fp16 else "cpu"
-    if fp16:
-        if not torch.cuda.is_available():
-            raise MissingArtifact(
-                "CUDA device for the fp16 export", snapshot_dir, "make export PROFILE=animagine (on the GPU host)",
-                detail="fp16 graphs are traced on a GPU; on a CPU host export fp32",
-            )
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=3, desc="diffusion export", unit="step") as bar:
+    with tqdm(total=4, desc="diffusion export", unit="step") as bar:
         bar.set_postfix_str("ONNX graphs (optimum)")
         with warnings.catch_warnings():
             # The tracer warns about every Python-level shape check in diffusers; optimum then
@@ -159,10 +153,9 @@ def export_sdxl_onnx(
                 output=str(out_dir / "_optimum"),
                 task="text-to-image",
                 library_name="diffusers",
-                device=device,
-                dtype=float_dtype,
-                atol=ATOL_FP32 if not fp16 else ATOL_FP16,
-                custom_onnx_configs={"unet": _unet_onnx_config(snapshot_dir, float_dtype)},
+                device="cpu",
+                atol=ATOL_FP32,
+                custom_onnx_configs={"unet": _unet_onnx_config(snapshot_dir, "fp32")},
                 local_files_only=True,
             )
         bar.update()
@@ -173,26 +166,59 @@ def export_sdxl_onnx(
             if dest.exists():
                 shutil.rmtree(dest)
             dest.mkdir(parents=True)
-            src = out_dir / "_optimum" / graph
-            for f in src.iterdir():  # model.onnx (+ model.onnx_data for graphs over 2 GB)
+            for f in (out_dir / "_optimum" / graph).iterdir():  # model.onnx (+ model.onnx_data over 2 GB)
                 if f.name.startswith("model.onnx"):
                     shutil.move(str(f), dest / f.name)
             paths[graph] = dest / "model.onnx"
         components_dir = out_dir / COMPONENTS_DIR
         copy_components(snapshot_dir, components_dir)
         bar.update()
+        bar.set_postfix_str("fp16" if fp16 else "fp32: no conversion")
+        if fp16:
+            vae_config = json.loads((snapshot_dir / "vae" / "config.json").read_text())
+            for graph in GRAPHS:
+                if graph == "vae_decoder" and vae_config.get("force_upcast", False):
+                    continue  # the original SDXL VAE overflows in fp16: keep it fp32, as diffusers does
+                convert_to_fp16(paths[graph])
+        bar.update()
         bar.set_postfix_str("manifest")
-        manifest = Manifest.from_graphs(
-            {g: paths[g] for g in GRAPHS},
-            model_name=model_name or _guess_model_name(Path(snapshot_dir)),
-            dtype=float_dtype,
+        Manifest.from_graphs({g: paths[g] for g in GRAPHS}, model_name=name, dtype="fp16" if fp16 else "fp32").save(
+            components_dir
         )
-        manifest.save(components_dir)
         paths["components"] = components_dir
         bar.update()
     shutil.rmtree(out_dir / "_optimum", ignore_errors=True)
     shutil.rmtree(out_dir / "_staging", ignore_errors=True)
     return paths
+
+
+def convert_to_fp16(onnx_path: Path) -> None:
+    """Rewrite an fp32 ONNX file as fp16 (inputs and outputs too), in place.
+
+    onnxruntime's converter keeps the ops it knows to be unsafe in fp16 (its default block list)
+    in fp32 behind casts, plus Resize, whose `scales` input must stay fp32 (the upsamplers' nearest
+    2x Resize is exact in either precision). Graphs over 2 GB keep their weights in `model.onnx_data`.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    # The converter needs every value's type; infer them from the path (works past protobuf's 2 GB,
+    # unlike inference on a loaded proto), beside the original so external data still resolves.
+    inferred = onnx_path.with_name("inferred.onnx")
+    onnx.shape_inference.infer_shapes_path(str(onnx_path), str(inferred))
+    model = onnx.load(str(inferred))  # with its external data, if any
+    inferred.unlink()
+    model = convert_float_to_float16(
+        model, keep_io_types=False, disable_shape_infer=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"]
+    )
+    for stale in onnx_path.parent.glob("model.onnx*"):
+        stale.unlink()
+    try:
+        large = model.ByteSize() > 2**31 - 2**20  # protobuf's 2 GB limit, with room for the graph
+    except ValueError:  # ByteSize() itself fails past 2 GB
+        large = True
+    onnx.save(model, str(onnx_path), save_as_external_data=large, all_tensors_to_one_file=True,
+              location="model.onnx_data")
 
 
 def _guess_model_name(snapshot_dir: Path) -> str:

@@ -20,7 +20,7 @@ from sotai.diffusion.preview import latent_preview
 from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
 from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
 from sotai.errors import MissingArtifact, StageError
-from sotai.limits import TEXT_MAX_CHARS, GenerationParams, check_text
+from sotai.limits import PROMPT_MAX_CHARS, GenerationParams, check_text
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # progress(step, total_steps, preview): step counts 1..total; preview is a small HxWx3 uint8 of image 0.
@@ -91,7 +91,7 @@ class SdxlGenerator:
 
         # 1. Check inputs before any compute.
         params = params.checked()
-        prompt = check_text("prompt", prompt, max_chars=TEXT_MAX_CHARS)
+        prompt = check_text("prompt", prompt, max_chars=PROMPT_MAX_CHARS)
         prompt, negative = animagine_prompts(
             prompt, params.negative_prompt, rating=params.rating,
             quality_tags=params.quality_tags, default_negative=params.default_negative,

@@ -1,0 +1,49 @@
+"""The fp16 export for GPU hosts: half-precision graphs, an fp32 VAE when the VAE needs it, same picture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sotai.diffusion.components import GRAPHS, Manifest
+from sotai.limits import GenerationParams
+
+
+@pytest.fixture(scope="module")
+def fp16_export(tiny_sdxl, tmp_path_factory):
+    """fp16 export with a replacement VAE that, like the original SDXL VAE, says force_upcast."""
+    from sotai.diffusion import export_sdxl_onnx
+
+    work = tmp_path_factory.mktemp("fp16")
+    vae = shutil.copytree(tiny_sdxl / "vae", work / "vae-upcast")
+    config = json.loads((vae / "config.json").read_text())
+    (vae / "config.json").write_text(json.dumps({**config, "force_upcast": True}))
+    return export_sdxl_onnx(tiny_sdxl, work / "onnx", fp16=True, model_name="tiny-fp16", vae_dir=vae)
+
+
+def test_fp16_graphs_take_half_precision_and_an_upcast_vae_stays_fp32(fp16_export):
+    m = Manifest.load(fp16_export["components"])
+    assert m.dtype == "fp16"
+    assert {name: spec[0] for name, spec in m.io["unet"]["inputs"].items()} == {
+        "sample": "float16", "timestep": "float16", "encoder_hidden_states": "float16",
+        "text_embeds": "float16", "time_ids": "float16",
+    }
+    assert m.io["text_encoder_2"]["outputs"]["text_embeds"][0] == "float16"
+    assert m.io["vae_decoder"]["inputs"]["latent_sample"][0] == "float32"
+    copied = json.loads((fp16_export["components"] / "vae" / "config.json").read_text())
+    assert copied["force_upcast"] is True  # the replacement VAE's config, not the snapshot's
+
+
+def test_fp16_generator_paints_the_fp32_picture(fp16_export, generator):
+    from sotai.diffusion import SdxlGenerator
+    from sotai.onnx_runner import OnnxRunner
+
+    half = SdxlGenerator(fp16_export["components"],
+                         {g: OnnxRunner(fp16_export[g], providers=["CPUExecutionProvider"]) for g in GRAPHS})
+    p = GenerationParams(steps=4, width=512, height=512, seed=11, quality_tags=False, default_negative=False)
+    a = half("1girl, night", p).images[0].astype(np.float64)
+    b = generator("1girl, night", p).images[0].astype(np.float64)
+    assert np.abs(a - b).mean() <= 2.0
