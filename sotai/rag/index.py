@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -53,11 +54,14 @@ def build_index(
     embedder: Embedder | None = None,
     settings=None,
     progress: bool = True,
+    reuse_from: Path | None = None,
 ) -> Path:
     """Build the index for ``data_dir`` (None = the embedded default) into ``out_dir``.
 
     ``limit`` keeps the ``limit`` most-posted tags (for quick tests). The directory is written
     next to ``out_dir`` and renamed into place, so a reader never sees a half-built index.
+    ``reuse_from``: an index directory that, when built from the same data with the same
+    embedding, limit and format, is copied instead of rebuilt (see `cache_dir`).
     Returns ``out_dir``.
     """
     from sotai.rag.gloss import build_gloss_table
@@ -65,6 +69,9 @@ def build_index(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     embedder = embedder or make_embedder(embedding, settings)
+    if reuse_from is not None and _same_build(Path(reuse_from), data_dir, embedder.name, limit):
+        _swap_in(out_dir, lambda tmp: shutil.copytree(reuse_from, tmp, dirs_exist_ok=True))
+        return out_dir
 
     # 1. The normalized tag table.
     table = tagdata.load_table(data_dir)
@@ -86,9 +93,7 @@ def build_index(
     glosses = build_gloss_table(table)
 
     # 4. Write everything to a temporary sibling, then swap it in.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    def write(tmp: Path) -> None:
         table.to_parquet(tmp / TABLE_FILE, index=False)
         glosses.to_parquet(tmp / GLOSS_FILE, index=False)
         store.save(tmp)
@@ -107,13 +112,39 @@ def build_index(
             "build_s": round(time.perf_counter() - started, 2),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    _swap_in(out_dir, write)
+    return out_dir
+
+
+def _swap_in(out_dir: Path, fill) -> None:
+    """Fill a temporary sibling of ``out_dir``, then rename it into place."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        fill(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
+
+
+def _same_build(index_dir: Path, data_dir: Path | None, embedding: str, limit: int | None) -> bool:
+    try:
+        m = read_manifest(index_dir)
+    except MissingArtifact:
+        return False
+    return (m.get("embedding") == embedding and m.get("limit") == limit
+            and m.get("data_checksum") == tagdata.data_checksum(data_dir))
+
+
+def cache_dir(models_dir: Path, data_dir: Path | None, embedding: str) -> Path:
+    """Where an index for this data and embedding is kept under SOTAI_MODELS_DIR (content-addressed)."""
+    source = "default" if data_dir is None else f"data-{tagdata.data_checksum(data_dir)[:12]}"
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "_", embedding)
+    return Path(models_dir) / "rag-index" / f"{source}-{safe}"
 
 
 def read_manifest(index_dir: Path) -> dict:

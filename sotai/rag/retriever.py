@@ -31,7 +31,7 @@ from sotai.rag import data as tagdata
 from sotai.rag.analysis import Analysis, Span, analyze
 from sotai.rag.candidate import Candidate
 from sotai.rag.embedding import Embedder, make_embedder
-from sotai.rag.index import BUILD_FIX, TagIndex, build_index, read_manifest
+from sotai.rag.index import BUILD_FIX, TagIndex, build_index, cache_dir, read_manifest
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,7 @@ class TagRetriever:
         if settings.vector_db_path:
             index_dir = Path(settings.vector_db_path)
         else:
-            source = "default" if data_dir is None else f"data-{checksum[:12]}"
-            safe = re.sub(r"[^A-Za-z0-9.-]+", "_", embedder.name)
-            index_dir = Path(settings.models_dir) / "rag-index" / f"{source}-{safe}"
+            index_dir = cache_dir(settings.models_dir, data_dir, embedder.name)
         if not (index_dir / "manifest.json").is_file():
             build_index(data_dir, index_dir, embedding=settings.embedding, embedder=embedder, settings=settings)
         index = TagIndex.load(index_dir, embedding=embedder.name, data_checksum=checksum)
