@@ -163,12 +163,10 @@ class SdxlGenerator:
         if do_cfg and not zero_negative:
             texts.append(negative or "")
         hidden_names = (self.manifest.text_encoder_hidden, self.manifest.text_encoder_2_hidden)
-        per_encoder, pooled = [], None
-        for graph, tokenizer, hidden in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names):
-            rows = [token_chunks(tokenizer, t) for t in texts]
-            per_encoder.append(rows)
+        fields = ("prompt", "negative_prompt")
+        per_encoder = [[token_chunks(tok, t, field) for t, field in zip(texts, fields)] for tok in self.tokenizers]
         n_chunks = max(len(r) for rows in per_encoder for r in rows)
-        encoded = []
+        encoded, pooled = [], None
         for graph, tokenizer, hidden, rows in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names, per_encoder):
             ids = np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r in rows])
             out = self._run(graph, {"input_ids": ids})

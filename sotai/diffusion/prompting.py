@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from sotai.errors import InvalidInput
+
+# Prompts may span this many 77-token chunks (8 x 75 = 600 tokens, more than 2000 characters of tags
+# usually make); the TensorRT engines' shape profiles are built for it.
+MAX_PROMPT_CHUNKS = 8
+
 QUALITY_TAGS = ("masterpiece", "best quality")
 DEFAULT_NEGATIVE = (
     "nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
@@ -56,7 +62,7 @@ def animagine_prompts(prompt: str, negative_prompt: str, *, rating: str, quality
     return prompt, negative_prompt
 
 
-def token_chunks(tokenizer, text: str) -> np.ndarray:
+def token_chunks(tokenizer, text: str, field: str = "prompt") -> np.ndarray:
     """input_ids [n_chunks, model_max_length] for `text`; nothing is truncated.
 
     Up to model_max_length-2 tokens this is exactly what diffusers feeds the encoder (one padded
@@ -70,6 +76,8 @@ def token_chunks(tokenizer, text: str) -> np.ndarray:
     if len(ids) <= body:
         row = tokenizer(text, padding="max_length", max_length=length, truncation=True).input_ids
         return np.asarray([row], dtype=np.int64)
+    if len(ids) > body * MAX_PROMPT_CHUNKS:
+        raise InvalidInput(field, f"<{len(ids)} tokens>", f"must be at most {body * MAX_PROMPT_CHUNKS} CLIP tokens")
     rows = []
     for start in range(0, len(ids), body):
         part = ids[start:start + body]

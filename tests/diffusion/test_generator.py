@@ -138,3 +138,9 @@ def test_batches_larger_than_max_batch_are_split(tiny_sdxl_onnx, onnx_runners, g
     reference = generator("1girl", _params(num_images=3))
     for a, b in zip(result.images, reference.images):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_prompt_beyond_eight_chunks_is_refused_naming_the_limit(generator):
+    with pytest.raises(InvalidInput, match="at most 600 CLIP tokens") as err:
+        generator("1girl, " * 400, FAST)
+    assert err.value.field == "prompt"
