@@ -148,14 +148,17 @@ def find_wiki_files(data_dir: Path) -> list[Path]:
 
 # -- the embedded default --------------------------------------------------
 
-# The embedded list has names only. Meta tags are recognised by Danbooru's naming patterns so they
-# can be excluded like the full data's category 5 ("meta tags never").
+# The embedded list has names only. Meta tags (about the file or the medium, not the picture's
+# content) are recognised by Danbooru's naming so they are excluded like the full data's category 5
+# ("meta tags never"). Object tags that happen to end in "(medium)" are general.
 _META_PATTERNS = re.compile(
     r"^(highres|absurdres|incredibly_absurdres|lowres|huge_filesize|.*_request|commentary.*|.*_commentary"
-    r"|translat.*|.*_translation|check_.*|bad_.*|md5_mismatch|duplicate|artist_name|signature|watermark"
-    r"|web_address|dated|copyright_name|character_name|jpeg_artifacts|scan|official_art|game_cg|tagme"
-    r"|photoshop_\(medium\)|.*_\(medium\)|revision|spoilers|third-party_edit|alternate_.*)$"
+    r"|translat.*|.*_translation|check_.*|md5_mismatch|duplicate|tagme|revision|spoilers|third-party_edit"
+    r"|.*_\(medium\)|.*_media|concept_art|unfinished|cosplay_photo|official_art|game_cg|scan"
+    r"|animated|video|sound|.*_filesize|bad_id|bad_link|bad_pixiv_id|bad_twitter_id)$"
 )
+_GENERAL_MEDIUM = {"dakimakura_(medium)", "card_(medium)", "calendar_(medium)", "poster_(medium)",
+                   "faux_traditional_media"}
 
 
 def embedded_default_path() -> Path:
@@ -177,7 +180,7 @@ def load_embedded_default() -> pd.DataFrame:
     n = len(names)
     # The file is ordered by popularity; a Zipf-like stand-in count keeps the post-count prior usable.
     counts = [int(1_000_000 / (i + 1)) for i in range(n)]
-    cats = ["meta" if _META_PATTERNS.match(t) else "general" for t in names]
+    cats = ["meta" if _META_PATTERNS.match(t) and t not in _GENERAL_MEDIUM else "general" for t in names]
     return _finish(pd.DataFrame({"tag": names, "category": cats, "post_count": counts,
                                  "aliases": [[] for _ in names]}))
 

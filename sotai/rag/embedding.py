@@ -83,12 +83,15 @@ class SentenceTransformerEmbedder:
 class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint (OpenAI, vLLM, text-embeddings-inference, ...)."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, batch: int = 512):
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, batch: int = 512,
+                 http_client=None):
         try:
             from openai import OpenAI
         except ImportError:
             raise MissingArtifact("openai package", "openai", "pip install 'sotai-generator[openai]'") from None
-        self._client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none")
+        # A local endpoint (vLLM, text-embeddings-inference) needs no key; the client insists on one.
+        self._client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
+                              http_client=http_client)
         self._model = model
         self._batch = batch
         self._dim: int | None = None

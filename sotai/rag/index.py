@@ -29,7 +29,9 @@ from sotai.rag import data as tagdata
 from sotai.rag.embedding import Embedder, make_embedder
 from sotai.rag.store import FaissStore, VectorStore
 
-FORMAT_VERSION = 1
+# Bump when the table, gloss links or vectors would come out differently from the same data:
+# older indexes are then refused (with the command that rebuilds them) and caches rebuilt.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 TABLE_FILE = "tags.parquet"
 GLOSS_FILE = "glosses.parquet"
@@ -144,7 +146,7 @@ def cache_dir(models_dir: Path, data_dir: Path | None, embedding: str) -> Path:
     """Where an index for this data and embedding is kept under SOTAI_MODELS_DIR (content-addressed)."""
     source = "default" if data_dir is None else f"data-{tagdata.data_checksum(data_dir)[:12]}"
     safe = re.sub(r"[^A-Za-z0-9.-]+", "_", embedding)
-    return Path(models_dir) / "rag-index" / f"{source}-{safe}"
+    return Path(models_dir) / "rag-index" / f"{source}-{safe}-v{FORMAT_VERSION}"
 
 
 def read_manifest(index_dir: Path) -> dict:

@@ -57,6 +57,9 @@ _ARTIST_CUES = re.compile(r"(絵師|作者|画風|イラストレーター|描�
                           re.IGNORECASE)
 _ASCII_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _\-:'()!?.]*[A-Za-z0-9)!?]|[A-Za-z0-9]")
 _SPAN_NEIGHBOURS = 12
+_NAME_MAX_TOKENS = 6
+_QUALIFIER = re.compile(r"\([^)]*\)$")
+_KANJI = re.compile(r"[\u3400-\u9fff]")
 # How many people are in the picture is decided by the count analysis alone: 少女 must not pull
 # 2girls in through similarity, nor 二人 pull solo.
 _COUNT_TAGS = re.compile(r"^((\d+|6\+)(girl|boy|other)s?|multiple_(girls|boys|others)|solo|solo_focus|no_humans)$")
@@ -96,6 +99,10 @@ class TagRetriever:
             for row, names in enumerate(table[col]):
                 for n in names:
                     self._names[tagdata.normalize_ja(n)].append((row, "japanese_name", weight))
+                    # アスナ（sao）: the qualifier is Danbooru's, the text just says アスナ.
+                    bare = _QUALIFIER.sub("", tagdata.normalize_ja(n))
+                    if bare and bare != tagdata.normalize_ja(n) and tagdata.has_japanese(bare):
+                        self._names[bare].append((row, "japanese_name", weight * 0.95))
         # JMdict bridge: word -> [(row, sense, common, kind)] and word -> component forms, in JMdict order.
         self._gloss_rows: dict[str, list[tuple[int, int, bool, str]]] = defaultdict(list)
         self._gloss_forms: dict[str, list[str]] = defaultdict(list)
@@ -129,7 +136,7 @@ class TagRetriever:
         checksum = tagdata.data_checksum(data_dir)
         if settings.vector_db_path:
             index_dir = Path(settings.vector_db_path)
-        else:
+        else:  # our own cache: content-addressed by data, embedding and format, so never stale
             index_dir = cache_dir(settings.models_dir, data_dir, embedder.name)
         if not (index_dir / "manifest.json").is_file():
             build_index(data_dir, index_dir, embedding=settings.embedding, embedder=embedder, settings=settings)
@@ -152,14 +159,15 @@ class TagRetriever:
         # 3-4. names, aliases and glosses, longest units first; a noun compound that matched
         # (ワンピース) hides its pieces (ワン, ピース).
         artist_named = bool(_ARTIST_CUES.search(a.text))
-        hidden: list[tuple[int, int]] = []    # compounds matched as a whole: their pieces are skipped
+        # compounds and names matched as a whole: their pieces are skipped (博麗霊夢, not 博 + 麗 + 霊夢)
+        hidden: list[tuple[int, int]] = self._scan_names(a, ev) + self._ascii_names(a.text, ev)
         explained: list[tuple[int, int]] = []  # units that matched: their words are not searched alone
         searched: list[Span] = []
         for span in sorted(a.spans, key=lambda s: s.start - s.end):
-            if span.person:
-                continue
+            if span.person or (len(span.text) == 1 and not _KANJI.match(span.text)):
+                continue  # a lone kana is a fragment of an unknown word, not a word
             inside = lambda ranges: any(c0 <= span.start and span.end <= c1 for c0, c1 in ranges)  # noqa: E731
-            if span.kind == "word" and inside(hidden):
+            if inside(hidden):
                 continue
             matched, whole = self._direct(span, ev)
             if whole and span.kind == "compound":
@@ -171,7 +179,6 @@ class TagRetriever:
             # 長い髪 -> long_hair says what 髪 alone would only guess at (hair_up, hair_down, ...).
             if not span.modifier and not (span.kind == "word" and inside(explained)):
                 searched.append(span)
-        self._ascii_names(a.text, ev)
 
         # 5. similarity of every searched span to the tag names, one batch
         self._embedding(searched, ev)
@@ -251,6 +258,10 @@ class TagRetriever:
         for row, (signal, weight) in found.items():
             if has_general and self._cats[row] != "general" and weight < self.weights.alias:
                 continue
+            if not has_general and self._cats[row] in ("character", "copyright"):
+                # A machine-transliterated character name (初音ミク) that is no common word is
+                # rarely a mistranslation: as trustworthy as a written alias.
+                weight = max(weight, self.weights.alias * 0.95)
             # Among the tags one name stands for, the more used ones are likelier meant.
             rel = self._prior[row] / top_prior if top_prior > 0 else 1.0
             ev.add(row, weight * (0.6 + 0.4 * rel), span.text, signal, span.negated)
@@ -320,12 +331,43 @@ class TagRetriever:
         return len(word) >= 1 and (word in self._gloss_rows or tagdata.normalize_ja(word) in self._names) \
             and (len(word) >= 2 or word in self._gloss_rows)
 
-    def _ascii_names(self, text: str, ev: "_Collector") -> None:
-        """Tag names or aliases written in Latin letters (Hatsune Miku, 1girl)."""
+    def _ascii_names(self, text: str, ev: "_Collector") -> list[tuple[int, int]]:
+        """Tag names or aliases written in Latin letters (Hatsune Miku, wlop); -> matched ranges."""
+        found = []
         for m in _ASCII_RUN.finditer(text):
             row = self._row_of.get(m.group(0).strip().lower().replace(" ", "_"))
             if row is not None:
                 ev.add(row, self.weights.alias, m.group(0), "alias")
+                found.append((m.start(), m.end()))
+        return found
+
+    def _scan_names(self, a: Analysis, ev: "_Collector") -> list[tuple[int, int]]:
+        """Names written across several tokens (博麗霊夢, セーラー服), longest first; -> matched ranges.
+
+        unidic splits names it does not know into pieces, so names of 3+ characters are looked up
+        on the text between any two token boundaries, not only on the analyzer's units.
+        """
+        toks, found, i = a.tokens, [], 0
+        while i < len(toks):
+            matched = False
+            for j in range(min(len(toks), i + _NAME_MAX_TOKENS) - 1, i, -1):
+                start, end = toks[i].start, toks[j].end
+                surface = a.text[start:end]
+                if len(surface) < 3 or any(t.pos1 in ("補助記号", "助詞", "助動詞") for t in (toks[i], toks[j])):
+                    continue
+                if tagdata.normalize_ja(surface) in self._names:
+                    span = Span(surface, start, end, "compound", lemma=surface,
+                                negated=any(t.negated for t in toks[i:j + 1]))
+                    if self._names_for(span, ev):
+                        # A noun compound (セーラー服, 博麗霊夢) hides its pieces; a phrase such as
+                        # 雪が降る (snowing) does not: 雪 is still snow.
+                        if all(t.is_noun for t in toks[i:j + 1]):
+                            found.append((start, end))
+                        i, matched = j + 1, True
+                        break
+            if not matched:
+                i += 1
+        return found
 
     def _embedding(self, spans: list[Span], ev: "_Collector") -> None:
         queries: dict[str, list[Span]] = {}
