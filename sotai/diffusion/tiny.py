@@ -144,10 +144,11 @@ def tiny_unet_config(
     )
 
 
-def build_tiny_sdxl(out_dir: Path) -> Path:
+def build_tiny_sdxl(out_dir: Path, *, unet_config: dict | None = None) -> Path:
     """Build the tiny pipeline and `save_pretrained` it (safetensors) into out_dir; returns out_dir.
 
-    Deterministic: the same weights (seeded) and the same files on every run.
+    Deterministic: the same weights (seeded) and the same files on every run. unet_config replaces
+    the tiny UNet's (the benchmark's mid-size UNet; see `tiny_unet_config`).
     """
     from diffusers import (
         AutoencoderKL,
@@ -170,7 +171,7 @@ def build_tiny_sdxl(out_dir: Path) -> Path:
     torch.manual_seed(SEED + 1)
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(vocab_size, projection_dim=PROJECTION_DIM))
     torch.manual_seed(SEED + 2)
-    unet = UNet2DConditionModel(**tiny_unet_config())
+    unet = UNet2DConditionModel(**(unet_config or tiny_unet_config()))
     torch.manual_seed(SEED + 3)
     vae = AutoencoderKL(
         in_channels=3,
