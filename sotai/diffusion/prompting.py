@@ -12,9 +12,10 @@ import numpy as np
 
 from sotai.errors import InvalidInput
 
-# Prompts may span this many 77-token chunks (8 x 75 = 600 tokens, more than 2000 characters of tags
-# usually make); the TensorRT engines' shape profiles are built for it.
-MAX_PROMPT_CHUNKS = 8
+# Prompts may span this many 77-token chunks: 40 x 75 = 3000 CLIP tokens, what PROMPT_MAX_CHARS
+# (12000) characters of English tags make at about 4 characters a token. The TensorRT engines'
+# shape profiles are built for it; a prompt past it is refused, never cut.
+MAX_PROMPT_CHUNKS = 40
 
 QUALITY_TAGS = ("masterpiece", "best quality")
 DEFAULT_NEGATIVE = (

@@ -1,7 +1,7 @@
 """TensorRT engines for the four SDXL graphs on GPU hosts, with shape profiles covering every request.
 
 One optimization profile per graph spans what the loop can send (sotai.limits): batch 1..16 (the
-CFG pair of up to 8 images), 512..2048 pixels per side (latents 64..256), and prompts of 1..8
+CFG pair of up to 8 images), 512..2048 pixels per side (latents 64..256), and prompts of 1..40
 77-token chunks; the optimum is the common case, a 1024x1024 CFG pair of one image.
 
 `build_engines` uses the TensorRT Python API when `tensorrt` imports, else `trtexec` when it is on

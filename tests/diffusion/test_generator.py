@@ -140,7 +140,7 @@ def test_batches_larger_than_max_batch_are_split(tiny_sdxl_onnx, onnx_runners, g
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
-def test_prompt_beyond_eight_chunks_is_refused_naming_the_limit(generator):
-    with pytest.raises(InvalidInput, match="at most 600 CLIP tokens") as err:
-        generator("1girl, " * 400, FAST)
+def test_prompt_beyond_forty_chunks_is_refused_naming_the_limit(generator):
+    with pytest.raises(InvalidInput, match="at most 3000 CLIP tokens") as err:
+        generator("桜 " * 1100, FAST)  # 2200 characters, but three byte-level tokens per kanji
     assert err.value.field == "prompt"

@@ -18,7 +18,7 @@ def test_profiles_cover_every_allowed_request(tiny_sdxl_onnx, tmp_path):
     assert unet.min["sample"] == (1, 4, 64, 64)  # 512 px
     assert unet.max["sample"] == (16, 4, 256, 256)  # 2048 px, CFG pair x 8 images
     assert unet.opt["sample"] == (2, 4, 128, 128)  # 1024 px, one image with CFG
-    assert unet.max["encoder_hidden_states"] == (16, 8 * 77, 64)  # eight prompt chunks
+    assert unet.max["encoder_hidden_states"] == (16, 40 * 77, 64)  # the longest prompt allowed
     assert set(unet.min) == set(Manifest.load(tiny_sdxl_onnx["components"]).io["unet"]["inputs"])
     assert s["text_encoder"].max == {"input_ids": (16, 77)}
     assert s["vae_decoder"].max["latent_sample"] == (8, 4, 256, 256)
