@@ -14,8 +14,8 @@ import numpy as np
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import GenerationParams
 
-from .catalog import PIPELINE, Catalog, ModelInfo
-from .errors import TritonUnavailable, from_triton
+from .catalog import Catalog, ModelInfo, pipeline_models
+from .errors import from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
 from .sync import Protocol, grpc_channel_args, transport
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
@@ -107,12 +107,11 @@ class AsyncSotaiClient:
             ready = await self.models_ready()
             kwargs = {"as_json": True} if self.protocol == "grpc" else {}
             models = {}
-            for name in PIPELINE:
-                if ready.get(name):
-                    try:
-                        models[name] = ModelInfo.from_config(await self._client.get_model_config(name, **kwargs))
-                    except (self._aio.InferenceServerException, *self._transport_errors) as exc:
-                        raise from_triton(name, self.url, exc) from None
+            for name in pipeline_models(ready, self.url):
+                try:
+                    models[name] = ModelInfo.from_config(await self._client.get_model_config(name, **kwargs))
+                except (self._aio.InferenceServerException, *self._transport_errors) as exc:
+                    raise from_triton(name, self.url, exc) from None
             self._catalog = Catalog(models)
         return self._catalog
 
@@ -180,6 +179,6 @@ class AsyncSotaiClient:
         if isinstance(exc, SotaiError):
             return exc
         err = from_triton(model, self.url, exc)
-        if not isinstance(err, (InvalidInput, TritonUnavailable)):
-            self._catalog = None
+        if not isinstance(err, InvalidInput):
+            self._catalog = None  # a restarted server may serve another repository
         return err

@@ -72,6 +72,19 @@ def _same(a: object, b: object) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and np.isclose(a, b))
 
 
+def pipeline_models(ready: dict[str, bool], url: str) -> list[str]:
+    """The pipeline models to read configs of; a pipeline model still loading makes Triton unavailable.
+
+    Not cached then: the next call looks again, so a restarted server is used as soon as it is ready.
+    """
+    from .errors import TritonUnavailable
+
+    loading = [name for name in PIPELINE if name in ready and not ready[name]]
+    if loading:
+        raise TritonUnavailable(url, f"models not ready yet: {', '.join(loading)}")
+    return [name for name in PIPELINE if ready.get(name)]
+
+
 @dataclass(frozen=True)
 class Catalog:
     models: dict[str, ModelInfo]

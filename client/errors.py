@@ -20,7 +20,9 @@ class TritonUnavailable(SotaiError, ConnectionError):
 # is invalid: must be in 1..100". The field is the last `name=` before " is invalid: ".
 _INVALID = re.compile(r"(?P<field>[A-Za-z_][\w.\[\]]*)=(?P<value>.*?) is invalid: (?P<rule>.*)$", re.S)
 _UNAVAILABLE = ("StatusCode.UNAVAILABLE", "failed to connect", "Connection refused", "connect call failed",
-                "Cannot connect", "Server disconnected", "Socket closed", "Connection reset")
+                "Cannot connect", "Server disconnected", "Socket closed", "Connection reset",
+                # Triton is up but (re)loading its models: the same answer, retry shortly.
+                "Request for unknown model", "is not ready", "not found, or not ready")
 
 
 def invalid_input_from(message: str) -> InvalidInput | None:

@@ -11,8 +11,8 @@ import numpy as np
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import GenerationParams
 
-from .catalog import PIPELINE, Catalog, ModelInfo
-from .errors import TritonUnavailable, from_triton
+from .catalog import Catalog, ModelInfo, pipeline_models
+from .errors import from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
@@ -138,12 +138,11 @@ class SotaiClient:
             ready = self.models_ready()
             kwargs = {"as_json": True} if self.protocol == "grpc" else {}
             models = {}
-            for name in PIPELINE:
-                if ready.get(name):
-                    try:
-                        models[name] = ModelInfo.from_config(self._client.get_model_config(name, **kwargs))
-                    except (self._tc.InferenceServerException, OSError) as exc:
-                        raise from_triton(name, self.url, exc) from None
+            for name in pipeline_models(ready, self.url):
+                try:
+                    models[name] = ModelInfo.from_config(self._client.get_model_config(name, **kwargs))
+                except (self._tc.InferenceServerException, OSError) as exc:
+                    raise from_triton(name, self.url, exc) from None
             self._catalog = Catalog(models)
         return self._catalog
 
@@ -205,6 +204,6 @@ class SotaiClient:
         if isinstance(exc, SotaiError):
             return exc
         err = from_triton(model, self.url, exc)
-        if not isinstance(err, (InvalidInput, TritonUnavailable)):
+        if not isinstance(err, InvalidInput):
             self._catalog = None  # a restarted server may serve another repository
         return err

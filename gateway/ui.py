@@ -106,7 +106,8 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
         except SotaiError as exc:
             raise gr.Error(f"生成に失敗しました: {exc}") from None
 
-    with gr.Blocks(title="SotaiGenerator", analytics_enabled=False) as ui:
+    # delete_cache: generated PNGs Gradio keeps to serve the gallery are removed after an hour.
+    with gr.Blocks(title="SotaiGenerator", analytics_enabled=False, delete_cache=(3600, 3600)) as ui:
         gr.Markdown("# SotaiGenerator\n日本語の文章から Danbooru タグを作り、アニメ調の画像を生成します。")
         if s.profile == "tiny":
             gr.Markdown("※ tiny プロファイル：ランダム重みの代替モデルのため、画像はノイズです。"
@@ -133,6 +134,7 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                                    elem_id="sotai-preview")
                 gallery = gr.Gallery(label="生成結果", format="png", columns=2, elem_id="sotai-gallery")
                 tags = gr.Dataframe(headers=TAG_HEADERS, label="タグと理由", interactive=False, wrap=True,
+                                    column_widths=["32%", "16%", "12%", "40%"],
                                     elem_id="sotai-tags")
                 prompt = gr.Textbox(label="最終プロンプト", interactive=False, elem_id="sotai-prompt")
                 seed_used = gr.Number(label="使用したシード", precision=0, interactive=False, elem_id="sotai-seed")
