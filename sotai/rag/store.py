@@ -7,6 +7,7 @@ Rows are identified by their position in the tag table.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -76,11 +77,19 @@ class FaissStore:
         return int(self.index.ntotal)
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        import faiss
+
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building HNSW parallelizes well
         self.index.add(vectors)
         self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        # A query is a handful of span vectors: OpenMP threads only add wake-up latency, and on a
+        # busy machine they wait for cores (measured p95 16 ms with 2 threads, 3 ms with 1).
+        faiss.omp_set_num_threads(1)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if len(self) == 0 or len(queries) == 0:
             return (np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))

@@ -80,3 +80,27 @@ def test_limit_keeps_the_most_posted_tags(tiny_data, tmp_path):
     out = build_index(tiny_data, tmp_path / "small", limit=5, progress=False)
     table = TagIndex.load(out).table
     assert len(table) == 5 and "1girl" in set(table["tag"])
+
+
+def test_cli_index_build_then_local_tags(tiny_data, tmp_path, monkeypatch, capsys):
+    """`sotai index build` writes where `sotai tags --local` reads; --input gives one JSON line per text."""
+    from sotai import cli
+    from sotai.settings import get_settings
+
+    monkeypatch.setenv("SOTAI_TAG_DATA", str(tiny_data))
+    monkeypatch.setenv("VECTOR_DB_PATH", str(tmp_path / "idx"))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["index", "build"]) == 0
+        assert (tmp_path / "idx" / "manifest.json").is_file()
+        texts = tmp_path / "in.txt"
+        texts.write_text("一人の少女\n帽子をかぶっていない少女\n", encoding="utf-8")
+        capsys.readouterr()
+        assert cli.main(["tags", "--input", str(texts), "--stage", "rag", "--top-k", "3", "--json", "--local"]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+    finally:
+        get_settings.cache_clear()
+    assert len(lines) == 2
+    first, second = (json.loads(line)["candidates"] for line in lines)
+    assert [c["tag"] for c in first][:2] == ["1girl", "solo"] and len(first) <= 3
+    assert "hat" not in [c["tag"] for c in second]
