@@ -6,7 +6,7 @@
 """
 
 from sotai.rag.candidate import CATEGORIES, SIGNALS, Candidate
-from sotai.rag.index import TagIndex, build_index
+from sotai.rag.index import TagIndex, build_index, cached_index
 from sotai.rag.retriever import TagRetriever
 
-__all__ = ["CATEGORIES", "SIGNALS", "Candidate", "TagIndex", "TagRetriever", "build_index"]
+__all__ = ["CATEGORIES", "SIGNALS", "Candidate", "TagIndex", "TagRetriever", "build_index", "cached_index"]

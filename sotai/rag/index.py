@@ -142,6 +142,20 @@ def _same_build(index_dir: Path, data_dir: Path | None, embedding: str, limit: i
             and m.get("data_checksum") == tagdata.data_checksum(data_dir))
 
 
+def cached_index(models_dir: Path, data_dir: Path | None, embedding: str = "usem3", *, settings=None,
+                 embedder: Embedder | None = None) -> Path:
+    """The index for this data and embedding under SOTAI_MODELS_DIR, built there once if missing.
+
+    Export and tests call this and then `build_index(..., reuse_from=<this>)` (a copy), so one
+    machine embeds the same tag data only once.
+    """
+    embedder = embedder or make_embedder(embedding, settings)
+    path = cache_dir(models_dir, data_dir, embedder.name)
+    if not _same_build(path, data_dir, embedder.name, None):
+        build_index(data_dir, path, embedder=embedder, settings=settings)
+    return path
+
+
 def cache_dir(models_dir: Path, data_dir: Path | None, embedding: str) -> Path:
     """Where an index for this data and embedding is kept under SOTAI_MODELS_DIR (content-addressed)."""
     source = "default" if data_dir is None else f"data-{tagdata.data_checksum(data_dir)[:12]}"

@@ -31,7 +31,7 @@ from sotai.rag import data as tagdata
 from sotai.rag.analysis import Analysis, Span, analyze
 from sotai.rag.candidate import Candidate
 from sotai.rag.embedding import Embedder, make_embedder
-from sotai.rag.index import BUILD_FIX, TagIndex, build_index, cache_dir, read_manifest
+from sotai.rag.index import BUILD_FIX, TagIndex, build_index, cached_index, read_manifest
 
 
 @dataclass(frozen=True)
@@ -136,10 +136,10 @@ class TagRetriever:
         checksum = tagdata.data_checksum(data_dir)
         if settings.vector_db_path:
             index_dir = Path(settings.vector_db_path)
+            if not (index_dir / "manifest.json").is_file():
+                build_index(data_dir, index_dir, embedder=embedder, settings=settings)
         else:  # our own cache: content-addressed by data, embedding and format, so never stale
-            index_dir = cache_dir(settings.models_dir, data_dir, embedder.name)
-        if not (index_dir / "manifest.json").is_file():
-            build_index(data_dir, index_dir, embedding=settings.embedding, embedder=embedder, settings=settings)
+            index_dir = cached_index(settings.models_dir, data_dir, embedder=embedder, settings=settings)
         index = TagIndex.load(index_dir, embedding=embedder.name, data_checksum=checksum)
         return cls(index, embedder)
 

@@ -104,3 +104,16 @@ def test_cli_index_build_then_local_tags(tiny_data, tmp_path, monkeypatch, capsy
     first, second = (json.loads(line)["candidates"] for line in lines)
     assert [c["tag"] for c in first][:2] == ["1girl", "solo"] and len(first) <= 3
     assert "hat" not in [c["tag"] for c in second]
+
+
+def test_cached_index_is_built_once_and_reused_by_copy(tiny_data, tmp_path):
+    from sotai.rag import cached_index
+
+    first = cached_index(tmp_path / "models", tiny_data)
+    stamp = (first / "tags.faiss").stat().st_mtime_ns
+    assert cached_index(tmp_path / "models", tiny_data) == first
+    assert (first / "tags.faiss").stat().st_mtime_ns == stamp  # not rebuilt
+    copy = build_index(tiny_data, tmp_path / "repo" / "index", reuse_from=first, progress=False)
+    assert (copy / "manifest.json").read_text() == (first / "manifest.json").read_text()
+    other = build_index(tiny_data, tmp_path / "limited", limit=5, reuse_from=first, progress=False)
+    assert json.loads((other / "manifest.json").read_text())["n_tags"] == 5  # a different build: not copied
