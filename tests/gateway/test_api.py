@@ -210,3 +210,13 @@ def test_gateway_command_binds_localhost_by_default():
     args = parser.parse_args(["gateway"])
     assert (args.host, args.port) == ("127.0.0.1", 7860) and args.cors_origin == []
 
+
+
+def test_the_page_asks_for_the_api_key_as_its_password(test_settings):
+    app = create_app(test_settings, triton_urls=f"127.0.0.1:{free_port()}", api_key="s3cret")
+    with TestClient(app) as c:
+        assert c.get("/config").status_code == 401
+        assert c.post("/gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": "x"}).status_code == 401
+        assert c.post("/login/", data={"username": "me", "password": "wrong"}).status_code == 400
+        assert c.post("/login/", data={"username": "me", "password": "s3cret"}).status_code == 200
+        assert c.get("/config").status_code == 200
