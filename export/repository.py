@@ -27,9 +27,16 @@ def write_pipeline_configs(repo: Path, *, target: Target = "cpu", embedding: str
         model_dir = repo / name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         (model_dir / "config.pbtxt").write_text(render_config(contract, gpu=gpu))
-        adapter = SOURCE_REPOSITORY / name / "1" / "model.py"
-        if adapter.is_file() and repo.resolve() != SOURCE_REPOSITORY:
+        if repo.resolve() == SOURCE_REPOSITORY:
+            continue  # regenerating the committed configs only
+        adapter = SOURCE_REPOSITORY / (contract.adapter or name) / "1" / "model.py"
+        if adapter.is_file():
             shutil.copy2(adapter, model_dir / "1" / "model.py")
+        if contract.adapter == "diffusion":
+            # The streaming variant reads the same tokenizers and configs: link, don't copy.
+            link = model_dir / "1" / "components"
+            if not link.exists():
+                link.symlink_to(Path("..", "..", "diffusion", "1", "components"))
 
 
 def write_onnx_model(repo: Path, name: str, *, target: Target = "cpu") -> None:

@@ -49,6 +49,7 @@ class ModelContract:
     dynamic_batching: bool = False
     decoupled: bool = False
     instance_count: int = 1
+    adapter: str | None = None  # model_repository/<adapter>/1/model.py; default: the model's own name
     parameters: dict[str, str] = field(default_factory=dict)
     # ensemble only: (model, {model input: ensemble tensor}, {model output: ensemble tensor})
     steps: tuple[tuple[str, dict[str, str], dict[str, str]], ...] = ()
@@ -82,8 +83,18 @@ DIFFUSION = ModelContract(
     inputs=(
         S("PROMPT"), S("NEGATIVE_PROMPT"), I32("STEPS"), F32("CFG_SCALE"), I32("WIDTH"), I32("HEIGHT"),
         I64("SEED"), I32("NUM_IMAGES"), S("SCHEDULER"),
+        # Animagine's defaults: rating tag, quality tags, default negative prompt (each can be turned off).
+        S("RATING", optional=True), Tensor("QUALITY_TAGS", "BOOL", optional=True),
+        Tensor("DEFAULT_NEGATIVE", "BOOL", optional=True),
     ),
     outputs=(S("IMAGE", dims=(-1,)), I64("SEED_USED")),  # IMAGE: one PNG (bytes) per image
+)
+
+# The same loop, decoupled: one response per step (STEP of TOTAL_STEPS, a small PREVIEW PNG), then
+# the images. Unary `infer` cannot call a decoupled model, so the unary `diffusion` stays beside it.
+DIFFUSION_STREAM = replace(
+    DIFFUSION, name="diffusion_stream", adapter="diffusion", decoupled=True,
+    outputs=(*DIFFUSION.outputs, I32("STEP"), I32("TOTAL_STEPS"), S("PREVIEW")),
 )
 
 # What a caller sends to the whole pipeline (the client, perf_analyzer, the gateway).
@@ -101,12 +112,14 @@ SOTAI = ModelContract(
                   "SEED": "SEED"}, {"TAGS": "TAGS", "PROMPT": "PROMPT"}),
         ("diffusion", {"PROMPT": "PROMPT", "NEGATIVE_PROMPT": "NEGATIVE_PROMPT", "STEPS": "STEPS",
                        "CFG_SCALE": "CFG_SCALE", "WIDTH": "WIDTH", "HEIGHT": "HEIGHT", "SEED": "SEED",
-                       "NUM_IMAGES": "NUM_IMAGES", "SCHEDULER": "SCHEDULER"},
+                       "NUM_IMAGES": "NUM_IMAGES", "SCHEDULER": "SCHEDULER", "RATING": "RATING"},
          {"IMAGE": "IMAGE", "SEED_USED": "SEED_USED"}),
     ),
 )
 
-PIPELINE_CONTRACTS: dict[str, ModelContract] = {c.name: c for c in (RAG, DART, DIFFUSION, SOTAI)}
+PIPELINE_CONTRACTS: dict[str, ModelContract] = {
+    c.name: c for c in (RAG, DART, DIFFUSION, DIFFUSION_STREAM, SOTAI)
+}
 
 _ONNX_TYPES = {1: "FP32", 10: "FP16", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
 
@@ -149,7 +162,7 @@ def render_config(contract: ModelContract, *, gpu: bool = False) -> str:
         lines += _ensemble_block(contract)
     else:
         kind = "KIND_GPU" if gpu and contract.backend != "python" else "KIND_CPU"
-        if gpu and contract.name in ("diffusion", "dart"):
+        if gpu and contract.name in ("diffusion", "diffusion_stream", "dart"):
             kind = "KIND_GPU"  # python models that run onnxruntime-gpu or BLS from the GPU
         lines.append(f"instance_group [ {{ count: {contract.instance_count} kind: {kind} }} ]")
         if contract.dynamic_batching:
