@@ -142,8 +142,19 @@ def cmd_serve(args) -> int:
 def cmd_generate(args) -> int:
     from sotai.client import GenerateRequest, SotaiClient
 
-    with SotaiClient(args.url, protocol=args.protocol) as client:
-        result = client.generate(GenerateRequest(args.text, params_from_args(args)))
+    from tqdm.auto import tqdm
+
+    request = GenerateRequest(args.text, params_from_args(args))
+    # Streamed progress: RAG, Dart, then one event per denoising step (gRPC + diffusion_stream).
+    with SotaiClient(args.url, protocol=args.protocol) as client, \
+            tqdm(total=100, desc="generate", unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
+        def on_progress(event) -> None:
+            bar.n = round(100 * event.fraction)
+            bar.set_postfix_str(f"{event.stage} {event.step}/{event.total}")
+
+        result = client.generate(request, on_progress=on_progress)
+        bar.n = 100
+        bar.set_postfix_str("done")
     print_tags(result.tags, result.prompt)
     for path in write_images(result.images, args.output):
         print(f"wrote {path}")
@@ -186,10 +197,16 @@ def _texts(args) -> list[str]:
 
 
 def print_tags(tags: list[dict], prompt: str) -> None:
+    """Tags with the reason each was chosen; Dart's additions summed up in one line (the prompt has them)."""
+    added = [t for t in tags if (t.get("reason") or {}).get("signal") == "dart"]
     for t in tags:
         reason = t.get("reason") or {}
+        if reason.get("signal") == "dart":
+            continue
         why = f"{reason.get('signal', '')}: {reason.get('span', '')}" if reason else ""
         print(f"  {t['tag']:<32} {t.get('category', ''):<10} {t.get('score', 0):6.3f}  {why}")
+    if added:
+        print(f"  + {len(added)} tags added by Dart")
     if prompt:
         print(f"prompt: {prompt}")
 
