@@ -152,7 +152,7 @@ def export_sdxl(plan: ExportPlan, snapshot: Path) -> None:
 
 
 def build_tag_index(plan: ExportPlan) -> None:
-    from sotai.rag.index import build_index, cached_index
+    from sotai.rag.index import FORMAT_VERSION, build_index, cached_index
 
     dest = plan.repository / "rag" / "1" / "index"
 
@@ -161,7 +161,7 @@ def build_tag_index(plan: ExportPlan) -> None:
         cached = cached_index(plan.out_dir.parent, plan.tag_data, plan.embedding)
         build_index(plan.tag_data, dest, plan.embedding, reuse_from=cached)
 
-    _cached(dest, plan.key("tag_data", "embedding"), build, "tag index")
+    _cached(dest, f"{plan.key('tag_data', 'embedding')}-index-v{FORMAT_VERSION}", build, "tag index")
 
 
 def export_profile(plan: ExportPlan) -> Path:
