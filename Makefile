@@ -25,7 +25,9 @@ venv: $(STAMP)
 demo: venv
 	$(SOTAI) demo
 
+# The browser test drives Debian's chromium; the script installs it (as root) when it is missing.
 test: venv
+	bash tests/gateway/install_browser.sh
 	$(PY) -m pytest -q
 
 export: venv

@@ -59,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("-o", "--output", type=Path, default=Path("out.png"))
     _add_generation_args(p, settings)
-    p.add_argument("--url", default=settings.triton_url)
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    _add_connection_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("tags", help="text -> tags (RAG, then Dart)")
@@ -70,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.add_argument("--local", action="store_true", help="run in-process (no server)")
-    p.add_argument("--url", default=settings.triton_url)
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    _add_connection_args(p)
     p.set_defaults(func=cmd_tags)
 
     p = sub.add_parser("demo", help="export the tiny profile if needed, serve it, paint the demo sentence")
@@ -92,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(groups[group])
     return parser
+
+
+def _add_connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None,
+                   help="Triton address (default: SOTAI_TRITON_URL for gRPC, SOTAI_TRITON_HTTP_URL for HTTP)")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+
+
+def triton_url(args) -> str:
+    settings = get_settings()
+    return args.url or (settings.triton_http_url if args.protocol == "http" else settings.triton_url)
 
 
 def _add_generation_args(p: argparse.ArgumentParser, settings) -> None:
@@ -146,7 +155,7 @@ def cmd_generate(args) -> int:
 
     request = GenerateRequest(args.text, params_from_args(args))
     # Streamed progress: RAG, Dart, then one event per denoising step (gRPC + diffusion_stream).
-    with SotaiClient(args.url, protocol=args.protocol) as client, \
+    with SotaiClient(triton_url(args), protocol=args.protocol) as client, \
             tqdm(total=100, desc="generate", unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
         def on_progress(event) -> None:
             bar.n = round(100 * event.fraction)
@@ -174,7 +183,7 @@ def cmd_tags(args) -> int:
         return 0
     from sotai.client import SotaiClient
 
-    with SotaiClient(args.url, protocol=args.protocol) as client:
+    with SotaiClient(triton_url(args), protocol=args.protocol) as client:
         for text in texts:
             if args.stage == "rag":
                 out = {"candidates": client.candidates(text, args.top_k)}
