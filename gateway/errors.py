@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotai.client import TritonUnavailable
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
-    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE, check_choice, check_float, check_int,
-    check_size, check_tags,
+    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE, TAG_MAX_CHARS, check_choice,
+    check_float, check_int, check_size, check_tags, check_text,
 )
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
@@ -35,7 +37,8 @@ def from_validation_error(exc: RequestValidationError) -> InvalidInput:
     """The first pydantic error as an InvalidInput in sotai.limits' words."""
     error = exc.errors()[0]
     loc = [str(p) for p in error.get("loc", ()) if p != "body"]
-    field = ".".join(loc) if loc else "body"
+    # ("tags", 0) -> "tags[0]", as sotai.limits names list items
+    field = "".join(f"[{p}]" if p.isdigit() and i else (f".{p}" if i else p) for i, p in enumerate(loc)) or "body"
     value = error.get("input")
     kind = error.get("type", "")
     if kind == "extra_forbidden":
@@ -47,6 +50,11 @@ def from_validation_error(exc: RequestValidationError) -> InvalidInput:
         return InvalidInput("body", "<not JSON>", f"must be a JSON object ({reason})")
     if kind in ("model_attributes_type", "dict_type") or field == "body":
         return InvalidInput("body", value, "must be a JSON object")
+    if len(loc) == 2 and loc[0] == "tags" and loc[1].isdigit():
+        try:
+            check_text(field, value, max_chars=TAG_MAX_CHARS)
+        except InvalidInput as limit_error:
+            return limit_error
     check = FIELD_CHECKS.get(loc[0]) if loc else None
     if check is not None and len(loc) == 1:
         try:
@@ -64,6 +72,15 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         return invalid_response(from_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        # FastAPI answers a body that is not UTF-8 with a bare 400; name the field and the rule instead.
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            return invalid_response(InvalidInput("body", f"<{len(cause.object)} bytes>",
+                                                 f"must be valid UTF-8 ({cause.reason} at byte {cause.start})"))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(TritonUnavailable)
     async def _unavailable(request: Request, exc: TritonUnavailable):
