@@ -18,12 +18,16 @@ PROMPT_MAX_CHARS = 12000
 STEPS_RANGE = (1, 100)
 CFG_RANGE = (0.0, 30.0)
 SIZE_RANGE = (512, 2048)
-SIZE_MULTIPLE = 8
+# 8 (the VAE's scale) x 4 (the UNet's two downsamplings): the exported UNet graph has no resize
+# path for latents that are not a multiple of 4, so e.g. width 1000 (125 latents) fails inside it.
+SIZE_MULTIPLE = 32
 NUM_IMAGES_RANGE = (1, 8)
 SEED_RANGE = (-1, 2**32 - 1)  # -1 = random; the seed used is returned
 TAGS_MAX = 128
 TAG_MAX_CHARS = 128
 TOP_K_RANGE = (1, 200)
+# RAG candidates (or given tags) handed to Dart in one request.
+CANDIDATES_MAX = max(TOP_K_RANGE[1], TAGS_MAX)
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m_karras")
 RATINGS = ("sfw", "general", "sensitive", "nsfw", "questionable", "explicit")
 
@@ -57,6 +61,11 @@ def check_text(field_name: str, text: str, *, max_chars: int = TEXT_MAX_CHARS, a
     bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
     if bad:
         raise InvalidInput(field_name, text, f"must not contain control characters (found U+{ord(bad[0]):04X})")
+    # A lone surrogate ("\ud800" in JSON) is a str in Python but has no UTF-8 form: refuse it here,
+    # not later as an encoding crash.
+    lone = [c for c in text if unicodedata.category(c) == "Cs"]
+    if lone:
+        raise InvalidInput(field_name, text, f"must be valid UTF-8 (lone surrogate U+{ord(lone[0]):04X})")
     if not allow_empty and not text.strip():
         raise InvalidInput(field_name, text, "must not be empty or only whitespace")
     if len(text) > max_chars:

@@ -16,7 +16,7 @@ from sotai.dart.sampling import DartSampling, RowSampler, ban_pattern
 from sotai.dart.session import OnnxDecoder
 from sotai.dart.vocab import EOS, GENERAL_END, PAD, normalize_tag
 from sotai.errors import InvalidInput, MissingArtifact, SotaiError
-from sotai.limits import RATINGS, TAG_MAX_CHARS, check_choice, check_size, check_text
+from sotai.limits import CANDIDATES_MAX, RATINGS, TAG_MAX_CHARS, check_choice, check_size, check_text
 
 DART_REASON = {"span": "", "signal": "dart"}
 NOT_IN_VOCAB = "not in Dart's vocabulary: kept as given, Dart did not see it"
@@ -137,6 +137,8 @@ class TagCompleter:
     def _check_candidates(self, candidates: object) -> list[dict]:
         if not isinstance(candidates, list):
             raise InvalidInput("candidates", candidates, "must be a list of {tag, score, category, reason} objects")
+        if len(candidates) > CANDIDATES_MAX:
+            raise InvalidInput("candidates", f"<{len(candidates)} candidates>", f"must hold at most {CANDIDATES_MAX} candidates")
         out, seen = [], set()
         for i, c in enumerate(candidates):
             if not isinstance(c, dict) or "tag" not in c:

@@ -9,12 +9,15 @@ is a Python-backend model. On GPU hosts the NGC image runs the same repository
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +62,73 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+class TritonStartupError(SotaiError):
+    """tritonserver did not come up; the message carries each failing model's own error."""
+
+    def __init__(self, message: str, failures: dict[str, str] | None = None):
+        self.failures = failures or {}
+        super().__init__(message)
+
+
+# `failed to load 'dart' version 1: Internal: MissingArtifact: Dart model file not usable at ...: run `make
+# export`\n\nAt:\n  ...traceback` (Triton quotes the message; newlines are written as "\n").
+_LOAD_FAILED = re.compile(r"failed to load '(?P<model>[^']+)' version \d+: (?P<message>.*?)(?:\\n|\"?$)")
+_ERROR_KINDS = re.compile(r"^(?:(?:Internal|Invalid argument|Not found|Unavailable|Unknown): )?(?:[A-Z]\w*(?:Error|Artifact|Exception): )?")
+
+
+def load_failures(log_lines) -> dict[str, str]:
+    """{model: its error} from tritonserver's log: the first line of each model's load error."""
+    failures: dict[str, str] = {}
+    for line in log_lines:
+        match = _LOAD_FAILED.search(line)
+        if match and match.group("model") not in failures:
+            failures[match.group("model")] = _ERROR_KINDS.sub("", match.group("message").strip(), count=1)
+    return failures
+
+
+def startup_message(returncode: int | None, log_lines, log_file: Path | None) -> TritonStartupError:
+    """One message: which model failed and why (its own words name the file and the fixing command)."""
+    lines = list(log_lines)
+    failures = load_failures(lines)
+    where = f" (full log: {log_file})" if log_file else ""
+    if failures:
+        body = "; ".join(f"model '{m}': {msg}" for m, msg in failures.items())
+        return TritonStartupError(f"tritonserver could not load its models: {body}{where}", failures)
+    # No model error (a bad config, a busy port ...): the server's own last error lines.
+    errors = [ln.strip() for ln in lines if ln.startswith(("E", "error:")) and "CudaDriverHelper" not in ln]
+    detail = " | ".join(errors[-3:]) or (lines[-1].strip() if lines else "no output")
+    state = f"exited with code {returncode}" if returncode is not None else "was not ready"
+    return TritonStartupError(f"tritonserver {state} during start-up: {detail}{where}")
+
+
+class _LogTap(threading.Thread):
+    """Copies tritonserver's output to the log file (or to our stdout) and keeps its tail, so a failed
+    start-up can say which model failed and why instead of pointing at a log."""
+
+    def __init__(self, stream, log_file: Path | None, keep: int = 500):
+        super().__init__(name="tritonserver-log", daemon=True)
+        self.stream = stream
+        self.log_file = log_file
+        self.tail: deque[str] = deque(maxlen=keep)
+
+    def run(self) -> None:
+        out = open(self.log_file, "ab") if self.log_file else None
+        try:
+            for line in iter(self.stream.readline, b""):
+                self.tail.append(line.decode("utf-8", "replace"))
+                if out is not None:
+                    out.write(line)
+                    out.flush()
+                else:
+                    sys.stdout.buffer.write(line)
+                    sys.stdout.flush()
+        except (OSError, ValueError):  # our stdout closed: keep draining is impossible, stop quietly
+            pass
+        finally:
+            if out is not None:
+                out.close()
+
+
 @dataclass
 class TritonServer:
     """`with TritonServer(repo) as server:` starts tritonserver on 127.0.0.1 and waits until ready."""
@@ -73,6 +143,7 @@ class TritonServer:
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _tap: _LogTap | None = field(default=None, init=False, repr=False)
 
     @property
     def grpc_url(self) -> str:
@@ -122,13 +193,20 @@ class TritonServer:
     def start(self, timeout_s: float = 300.0) -> "TritonServer":
         if not (self.repository / "sotai" / "config.pbtxt").is_file():
             raise MissingArtifact("Triton model repository", self.repository, "make export")
-        out = open(self.log_file, "ab") if self.log_file else None
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), stdout=out, stderr=subprocess.STDOUT if out else None,
+            self.command(), env=self.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._tap = _LogTap(self.process.stdout, self.log_file)
+        self._tap.start()
         self.wait_ready(timeout_s)
         return self
+
+    def _startup_error(self) -> TritonStartupError:
+        if self._tap is not None:
+            self._tap.join(timeout=5)  # the rest of the output, up to the exit
+        tail = list(self._tap.tail) if self._tap is not None else []
+        return startup_message(self.process.returncode if self.process else None, tail, self.log_file)
 
     def wait_ready(self, timeout_s: float) -> None:
         import tritonclient.http as httpclient
@@ -137,8 +215,7 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                hint = f" (log: {self.log_file})" if self.log_file else ""
-                raise SotaiError(f"tritonserver exited with code {self.process.returncode} during start-up{hint}")
+                raise self._startup_error()
             try:
                 if client.is_server_ready():
                     return
@@ -146,7 +223,8 @@ class TritonServer:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise SotaiError(f"tritonserver was not ready after {timeout_s:.0f} s")
+        error = self._startup_error()
+        raise TritonStartupError(f"not ready after {timeout_s:.0f} s: {error}", error.failures)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
