@@ -11,7 +11,7 @@ import base64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from sotai.client import GenerateRequest, GenerateResult, Progress, TagsResult
-from sotai.limits import GenerationParams
+from sotai.limits import SIZE_MULTIPLE, SIZE_RANGE, GenerationParams
 from sotai.settings import Settings
 
 
@@ -28,8 +28,8 @@ class GenerationBody(BaseModel):
     negative_prompt: StrictStr = ""
     steps: StrictInt | None = Field(None, description="1..100; default DEFAULT_STEPS")
     cfg_scale: StrictFloat | StrictInt | None = Field(None, description="0..30; default DEFAULT_CFG_SCALE")
-    width: StrictInt | None = Field(None, description="multiple of 8 in 512..2048; default DEFAULT_WIDTH")
-    height: StrictInt | None = Field(None, description="multiple of 8 in 512..2048; default DEFAULT_HEIGHT")
+    width: StrictInt | None = Field(None, description=f"multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}; default DEFAULT_WIDTH")
+    height: StrictInt | None = Field(None, description=f"multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}; default DEFAULT_HEIGHT")
     seed: StrictInt = Field(-1, description="-1 = random; the seed used is returned")
     num_images: StrictInt = Field(1, description="1..8")
     scheduler: StrictStr = Field("euler_a", description="euler_a | euler | dpmpp_2m_karras")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sotai.dart import DartSampling, TagCompleter
+from sotai.limits import SIZE_MULTIPLE
 
 from .conftest import candidate
 
@@ -80,9 +81,9 @@ def test_a_bad_request_fails_alone_with_invalid_arg(triton):
     from tritonclient.utils import InferenceServerException
 
     client = grpc.InferenceServerClient(triton.grpc_url)
-    bad = ([candidate("1girl")], 1001, 1024, "general", 1)  # in range, not a multiple of 8
+    bad = ([candidate("1girl")], 1001, 1024, "general", 1)  # in range, not a multiple of SIZE_MULTIPLE
     with pytest.raises(InferenceServerException) as err:
         client.infer("dart", inputs(grpc, [bad]))
-    assert "width" in str(err.value) and "multiple of 8" in str(err.value)
+    assert "width" in str(err.value) and f"multiple of {SIZE_MULTIPLE}" in str(err.value)
     assert client.infer("dart", inputs(grpc, [REQUESTS[0]])).as_numpy("PROMPT")[0][0]
 

@@ -5,7 +5,7 @@ Inputs (max_batch_size 8; every row of every request is handled, one after the o
   NEGATIVE_PROMPT  TYPE_STRING [1]  "" = only Animagine's default negative prompt
   STEPS            TYPE_INT32  [1]  1..100
   CFG_SCALE        TYPE_FP32   [1]  0..30 (<= 1: no classifier-free guidance)
-  WIDTH, HEIGHT    TYPE_INT32  [1]  multiples of 8 in 512..2048
+  WIDTH, HEIGHT    TYPE_INT32  [1]  multiples of 32 in 512..2048 (sotai.limits)
   SEED             TYPE_INT64  [1]  -1 = random
   NUM_IMAGES       TYPE_INT32  [1]  1..8
   SCHEDULER        TYPE_STRING [1]  euler_a | euler | dpmpp_2m_karras
