@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,17 +72,54 @@ class ExportPlan:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _cached(done_dir: Path, key: str, build: Callable[[], None], label: str) -> None:
-    """Run `build` unless `done_dir` already holds its result for `key`."""
-    stamp = done_dir / ".sotai-done"
-    if stamp.is_file() and stamp.read_text() == key:
-        tqdm.write(f"[export] {label}: up to date ({done_dir})")
-        return
+STAMP = ".sotai-done"
+
+
+def _listing(done_dir: Path, outputs: tuple[Path, ...]) -> dict[str, int]:
+    """{file relative to done_dir: size} of everything a step produced."""
+    files: dict[str, int] = {}
+    for top in (done_dir, *outputs):
+        for path in sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            if path.name != STAMP:
+                files[os.path.relpath(path, done_dir)] = path.stat().st_size
+    return files
+
+
+def _intact(done_dir: Path, listing: str) -> bool:
+    """Every file the stamp lists is still there with its size (a stamp without a list: trusted)."""
+    if not listing.strip():
+        return True
+    try:
+        files = json.loads(listing)
+    except json.JSONDecodeError:
+        return False
+    for rel, size in files.items():
+        path = done_dir / rel
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True
+
+
+def _cached(done_dir: Path, key: str, build: Callable[[], None], label: str, outputs: tuple[Path, ...] = ()) -> None:
+    """Run `build` unless `done_dir` already holds its result for `key`.
+
+    The stamp lists the files the step wrote (in `done_dir` and `outputs`) with their sizes, so a
+    file deleted or replaced later (the fix a start-up error names is `make export`) redoes the step
+    instead of reporting "up to date" over a broken repository.
+    """
+    stamp = done_dir / STAMP
+    if stamp.is_file():
+        recorded, _, listing = stamp.read_text().partition("\n")
+        if recorded == key and _intact(done_dir, listing):
+            tqdm.write(f"[export] {label}: up to date ({done_dir})")
+            return
+        if recorded == key:
+            tqdm.write(f"[export] {label}: files changed or missing since the last export, rebuilding ({done_dir})")
     if done_dir.exists():
         shutil.rmtree(done_dir)
     done_dir.mkdir(parents=True)
     build()
-    stamp.write_text(key)
+    stamp.write_text(key + "\n" + json.dumps(_listing(done_dir, outputs), indent=0))
 
 
 def tag_vocabulary(tag_data: Path | None, limit: int = 20000) -> list[str]:
@@ -148,7 +186,8 @@ def export_sdxl(plan: ExportPlan, snapshot: Path) -> None:
         (work / "components").rename(components)
         shutil.rmtree(work)
 
-    _cached(components, plan.key("profile", "sd_source", "fp16"), build, "SDXL -> ONNX")
+    _cached(components, plan.key("profile", "sd_source", "fp16"), build, "SDXL -> ONNX",
+            outputs=tuple(plan.repository / name / "1" for name in ONNX_MODELS))
 
 
 def build_tag_index(plan: ExportPlan) -> None:

@@ -33,6 +33,7 @@ class MissingArtifact(SotaiError, FileNotFoundError):
         self.what = what
         self.path = Path(path)
         self.fix = fix
+        self.detail = detail
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{what} not usable at {path}{extra}: run `{fix}`")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from sotai.errors import InvalidInput
+from sotai.errors import InvalidInput, MissingArtifact
 from sotai.limits import TOP_K_RANGE, check_int, decode_utf8
 from sotai.rag import TagRetriever
 from sotai.settings import get_settings
@@ -42,8 +42,12 @@ class TritonPythonModel:
                   json.loads(args["model_config"]).get("parameters", {}).items()}
         self.default_top_k = check_int("top_k", int(params.get("top_k") or 20), *TOP_K_RANGE)
         index_dir = _index_dir(Path(args["model_repository"]), args["model_version"])
-        self.retriever = TagRetriever.load(index_dir, embedding=params.get("embedding") or None,
-                                           settings=get_settings())
+        try:
+            self.retriever = TagRetriever.load(index_dir, embedding=params.get("embedding") or None,
+                                               settings=get_settings())
+        except MissingArtifact as exc:
+            # In a model repository the index is export's output: `make export` rebuilds it in place.
+            raise MissingArtifact(exc.what, exc.path, "make export", detail=exc.detail) from None
 
     def execute(self, requests):
         responses = []
