@@ -11,12 +11,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sotai.client import TritonUnavailable
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
-    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE, TAG_MAX_CHARS, check_choice,
-    check_float, check_int, check_size, check_tags, check_text,
+    CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE,
+    TAG_MAX_CHARS, check_choice, check_float, check_int, check_size, check_tags, check_text,
 )
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
 FIELD_CHECKS = {
+    "text": lambda v: check_text("text", v),
+    "negative_prompt": lambda v: check_text("negative_prompt", v, max_chars=NEGATIVE_PROMPT_MAX_CHARS, allow_empty=True),
     "steps": lambda v: check_int("steps", v, *STEPS_RANGE),
     "cfg_scale": lambda v: check_float("cfg_scale", v, *CFG_RANGE),
     "width": lambda v: check_size("width", v),
