@@ -104,6 +104,7 @@ SOTAI = ModelContract(
     inputs=(
         S("TEXT"), S("NEGATIVE_PROMPT"), I32("STEPS"), F32("CFG_SCALE"), I32("WIDTH"), I32("HEIGHT"),
         I64("SEED"), I32("NUM_IMAGES"), S("SCHEDULER"), S("RATING"),
+        Tensor("QUALITY_TAGS", "BOOL", optional=True), Tensor("DEFAULT_NEGATIVE", "BOOL", optional=True),
     ),
     outputs=(S("TAGS"), S("PROMPT"), S("IMAGE", dims=(-1,)), I64("SEED_USED")),
     steps=(
@@ -112,7 +113,8 @@ SOTAI = ModelContract(
                   "SEED": "SEED"}, {"TAGS": "TAGS", "PROMPT": "PROMPT"}),
         ("diffusion", {"PROMPT": "PROMPT", "NEGATIVE_PROMPT": "NEGATIVE_PROMPT", "STEPS": "STEPS",
                        "CFG_SCALE": "CFG_SCALE", "WIDTH": "WIDTH", "HEIGHT": "HEIGHT", "SEED": "SEED",
-                       "NUM_IMAGES": "NUM_IMAGES", "SCHEDULER": "SCHEDULER", "RATING": "RATING"},
+                       "NUM_IMAGES": "NUM_IMAGES", "SCHEDULER": "SCHEDULER", "RATING": "RATING",
+                       "QUALITY_TAGS": "QUALITY_TAGS", "DEFAULT_NEGATIVE": "DEFAULT_NEGATIVE"},
          {"IMAGE": "IMAGE", "SEED_USED": "SEED_USED"}),
     ),
 )

@@ -62,3 +62,15 @@ def test_several_images_per_request(client, num_images):
     result = client.generate(GenerateRequest(SCENE, GenerationParams(seed=3, num_images=num_images, **FAST)))
     assert len(result.images) == num_images
     assert result.images[0] != result.images[1]
+
+
+def test_animagine_defaults_can_be_turned_off_through_the_ensemble(client):
+    on = client.generate(GenerateRequest(SCENE, GenerationParams(seed=5, **FAST)))
+    off = client.generate(GenerateRequest(SCENE, GenerationParams(seed=5, quality_tags=False,
+                                                                  default_negative=False, **FAST)))
+    assert on.route == off.route == "sotai"
+    on_text = Image.open(io.BytesIO(on.images[0])).text["parameters"]
+    off_text = Image.open(io.BytesIO(off.images[0])).text["parameters"]
+    assert "masterpiece, best quality" in on_text
+    assert "masterpiece" not in off_text
+    assert on.images != off.images
