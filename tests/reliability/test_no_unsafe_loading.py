@@ -1,0 +1,143 @@
+"""Nothing loads pickles or runs a model repository's code: a test that fails when such a call appears.
+
+The scan reads the syntax tree of every .py file we ship (comments and strings that forbid these
+calls, like this module's own, are not calls and are not flagged).
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+from sotai.settings import PROJECT_ROOT
+
+SCANNED = ("sotai", "export", "client", "gateway", "model_repository", "bench", "tests")
+
+# module -> its functions that deserialize arbitrary objects (code execution on load)
+UNSAFE_CALLS = {
+    "pickle": {"load", "loads", "Unpickler"}, "cPickle": {"load", "loads"}, "_pickle": {"load", "loads"},
+    "dill": {"load", "loads"}, "cloudpickle": {"load", "loads"}, "joblib": {"load"},
+    "marshal": {"load", "loads"}, "shelve": {"open"}, "jsonpickle": {"decode"},
+    "yaml": {"unsafe_load", "unsafe_load_all", "full_load", "full_load_all"},
+    "pd": {"read_pickle"}, "pandas": {"read_pickle"},
+}
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal", "shelve", "jsonpickle"}
+# keyword arguments that must never be switched on (any value but a literal False is flagged)
+NEVER_TRUE = ("trust_remote_code", "allow_pickle")
+SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader"}
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _is_false(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def findings(source: str, filename: str = "<snippet>") -> list[str]:
+    """Every unsafe load in `source`, as `file:line: what`."""
+    out = []
+    tree = ast.parse(source, filename)
+    for node in ast.walk(tree):
+        where = f"{filename}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Import):
+            out += [f"{where}: import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
+            out.append(f"{where}: from {node.module} import ...")
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            module, _, func = name.rpartition(".")
+            if func in UNSAFE_CALLS.get(module.rpartition(".")[2], ()):
+                out.append(f"{where}: {name}()")
+            if name.endswith("torch.load"):
+                weights_only = [k for k in node.keywords if k.arg == "weights_only"]
+                if not weights_only or not (isinstance(weights_only[0].value, ast.Constant)
+                                            and weights_only[0].value.value is True):
+                    out.append(f"{where}: {name}() without weights_only=True")
+            if name in ("yaml.load", "yaml.load_all"):
+                loader = [k.value for k in node.keywords if k.arg == "Loader"] + node.args[1:2]
+                if not loader or _dotted(loader[0]).rpartition(".")[2] not in SAFE_YAML_LOADERS:
+                    out.append(f"{where}: {name}() without a safe Loader")
+            for keyword in node.keywords:
+                if keyword.arg in NEVER_TRUE and not _is_false(keyword.value):
+                    out.append(f"{where}: {keyword.arg}={ast.unparse(keyword.value)}")
+        elif isinstance(node, ast.Dict):  # kwargs built as a dict: {"trust_remote_code": True}
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value in NEVER_TRUE and not _is_false(value):
+                    out.append(f"{where}: {key.value!r}: {ast.unparse(value)}")
+    return out
+
+
+def shipped_sources() -> list[Path]:
+    files = []
+    for top in SCANNED:
+        files += [p for p in (PROJECT_ROOT / top).rglob("*.py") if "__pycache__" not in p.parts]
+    return sorted(files)
+
+
+def test_no_unsafe_loading_in_the_tree():
+    files = shipped_sources()
+    assert len(files) > 50 and PROJECT_ROOT / "sotai" / "limits.py" in files
+    problems = [f for path in files for f in findings(path.read_text(encoding="utf-8"), str(path.relative_to(PROJECT_ROOT)))]
+    assert not problems, "unsafe loading (use safetensors / ONNX / parquet / JSON instead):\n" + "\n".join(problems)
+
+
+# The scan itself must catch each of these (else the test above proves nothing).
+CAUGHT = [
+    "import pickle",
+    "from pickle import loads",
+    "import joblib",
+    "import dill as d",
+    "obj = pickle.load(f)",
+    "model = joblib.load('m.joblib')",
+    "df = pd.read_pickle('x.pkl')",
+    "state = torch.load('w.pt')",
+    "state = torch.load('w.pt', weights_only=False)",
+    "state = torch.load('w.pt', map_location='cpu', weights_only=flag)",
+    "m = AutoModel.from_pretrained(p, trust_remote_code=True)",
+    "m = AutoModel.from_pretrained(p, trust_remote_code=remote)",
+    "tok = AutoTokenizer.from_pretrained(p, **{'trust_remote_code': True})",
+    "a = np.load('x.npy', allow_pickle=True)",
+    "cfg = yaml.load(text)",
+    "cfg = yaml.load(text, Loader=yaml.Loader)",
+    "cfg = yaml.unsafe_load(text)",
+    "d = marshal.loads(b)",
+]
+ALLOWED = [
+    "state = torch.load('w.pt', weights_only=True)",
+    "m = AutoModel.from_pretrained(p, trust_remote_code=False)",
+    "a = np.load('x.npy', allow_pickle=False)",
+    "a = np.load('x.npy')",  # numpy's default refuses pickles
+    "cfg = yaml.safe_load(text)",
+    "cfg = yaml.load(text, Loader=yaml.SafeLoader)",
+    "note = 'never call pickle.load or set trust_remote_code=True'  # pickle.load(f)",
+    "from safetensors.torch import load_file\nw = load_file('m.safetensors')",
+]
+
+
+@pytest.mark.parametrize("snippet", CAUGHT)
+def test_the_scan_catches(snippet):
+    assert findings(snippet), snippet
+
+
+@pytest.mark.parametrize("snippet", ALLOWED)
+def test_the_scan_allows(snippet):
+    assert findings(snippet) == [], snippet
+
+
+def test_model_downloads_take_no_pickled_weights():
+    from sotai.export import hub
+
+    pickled = ("pytorch_model.bin", "unet/diffusion_pytorch_model.bin", "model.ckpt", "model.pt", "model.pth",
+               "model.pkl", "text_encoder/pytorch_model.bin", "flax_model.msgpack")
+    for snapshot in (hub.DART, hub.ANIMAGINE, hub.VAE_FP16_FIX):
+        for name in pickled:
+            assert not any(fnmatch.fnmatch(name, p) for p in snapshot.allow_patterns), (snapshot.repo_id, name)
