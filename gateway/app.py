@@ -57,6 +57,7 @@ def create_app(
     )
     app.state.sotai = state
     errors.install(app, RETRY_AFTER_S)
+    errors.document_errors(app)
     guard = [Depends(api_key_dependency(api_key))]
     app.include_router(routes.probes)
     app.include_router(routes.router, dependencies=guard)

@@ -38,7 +38,9 @@ def invalid_response(exc: InvalidInput) -> JSONResponse:
 def from_validation_error(exc: RequestValidationError) -> InvalidInput:
     """The first pydantic error as an InvalidInput in sotai.limits' words."""
     error = exc.errors()[0]
-    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    # the field's own name, without FastAPI's location prefix ("body", "query", ...)
+    loc = [str(p) for p in error.get("loc", ())]
+    loc = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
     # ("tags", 0) -> "tags[0]", as sotai.limits names list items
     field = "".join(f"[{p}]" if p.isdigit() and i else (f".{p}" if i else p) for i, p in enumerate(loc)) or "body"
     value = error.get("input")
@@ -92,3 +94,30 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     @app.exception_handler(SotaiError)
     async def _stage(request: Request, exc: SotaiError):
         return JSONResponse(status_code=502, content={"detail": str(exc)})
+
+
+def document_errors(app: FastAPI) -> None:
+    """Document every 422 as the body the handlers above send ({detail, field, rule}), not FastAPI's
+    default list of pydantic errors, so clients (and the schema fuzz test) see what really comes."""
+    from .schemas import ErrorResponse
+
+    build = app.openapi
+
+    def openapi() -> dict:
+        if getattr(app, "_errors_documented", False):
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorResponse"] = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                response = operation.get("responses", {}).get("422")
+                if response is not None:
+                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        app._errors_documented = True
+        return schema
+
+    app.openapi = openapi

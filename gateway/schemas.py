@@ -11,8 +11,23 @@ import base64
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from sotai.client import GenerateRequest, GenerateResult, Progress, TagsResult
-from sotai.limits import SIZE_MULTIPLE, SIZE_RANGE, GenerationParams
+from sotai.limits import (
+    CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_MULTIPLE, SIZE_RANGE,
+    STEPS_RANGE, TAGS_MAX, TEXT_MAX_CHARS, GenerationParams,
+)
 from sotai.settings import Settings
+
+
+def _bounds(limits: tuple) -> dict:
+    return {"minimum": limits[0], "maximum": limits[1]}
+
+
+def _range(limits: tuple) -> str:
+    return f"{limits[0]}..{limits[1]}"
+
+
+def _size() -> str:
+    return f"multiple of {SIZE_MULTIPLE} in {_range(SIZE_RANGE)}"
 
 
 class GenerationBody(BaseModel):
@@ -23,17 +38,25 @@ class GenerationBody(BaseModel):
         {"tags": ["1girl", "silver_hair", "cherry_blossoms", "night"], "width": 832, "height": 1216},
     ]})
 
-    text: StrictStr = Field("", description="Japanese scene description (1..2000 characters).")
-    tags: list[StrictStr] | None = Field(None, description="Danbooru tags; when given, RAG is bypassed and `text` must be empty.")
-    negative_prompt: StrictStr = ""
-    steps: StrictInt | None = Field(None, description="1..100; default DEFAULT_STEPS")
-    cfg_scale: StrictFloat | StrictInt | None = Field(None, description="0..30; default DEFAULT_CFG_SCALE")
-    width: StrictInt | None = Field(None, description=f"multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}; default DEFAULT_WIDTH")
-    height: StrictInt | None = Field(None, description=f"multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}; default DEFAULT_HEIGHT")
-    seed: StrictInt = Field(-1, description="-1 = random; the seed used is returned")
-    num_images: StrictInt = Field(1, description="1..8")
-    scheduler: StrictStr = Field("euler_a", description="euler_a | euler | dpmpp_2m_karras")
-    rating: StrictStr = Field("general", description="sfw | general | sensitive | nsfw | questionable | explicit")
+    # The limits are documented in the schema (json_schema_extra: OpenAPI only, not enforced by pydantic) so
+    # clients and fuzzers see them; sotai.limits alone checks them, in the same words as Triton.
+    text: StrictStr = Field("", description=f"Japanese scene description (1..{TEXT_MAX_CHARS} characters).",
+                            json_schema_extra={"maxLength": TEXT_MAX_CHARS})
+    tags: list[StrictStr] | None = Field(None, description="Danbooru tags; when given, RAG is bypassed and `text` must be empty.",
+                                         json_schema_extra={"maxItems": TAGS_MAX})
+    negative_prompt: StrictStr = Field("", json_schema_extra={"maxLength": NEGATIVE_PROMPT_MAX_CHARS})
+    steps: StrictInt | None = Field(None, description=f"{_range(STEPS_RANGE)}; default DEFAULT_STEPS",
+                                    json_schema_extra=_bounds(STEPS_RANGE))
+    cfg_scale: StrictFloat | StrictInt | None = Field(None, description=f"{_range(CFG_RANGE)}; default DEFAULT_CFG_SCALE",
+                                                      json_schema_extra=_bounds(CFG_RANGE))
+    width: StrictInt | None = Field(None, description=f"{_size()}; default DEFAULT_WIDTH",
+                                    json_schema_extra={**_bounds(SIZE_RANGE), "multipleOf": SIZE_MULTIPLE})
+    height: StrictInt | None = Field(None, description=f"{_size()}; default DEFAULT_HEIGHT",
+                                     json_schema_extra={**_bounds(SIZE_RANGE), "multipleOf": SIZE_MULTIPLE})
+    seed: StrictInt = Field(-1, description="-1 = random; the seed used is returned", json_schema_extra=_bounds(SEED_RANGE))
+    num_images: StrictInt = Field(1, description=_range(NUM_IMAGES_RANGE), json_schema_extra=_bounds(NUM_IMAGES_RANGE))
+    scheduler: StrictStr = Field("euler_a", description=" | ".join(SCHEDULERS), json_schema_extra={"enum": list(SCHEDULERS)})
+    rating: StrictStr = Field("general", description=" | ".join(RATINGS), json_schema_extra={"enum": list(RATINGS)})
     quality_tags: StrictBool = Field(True, description="add Animagine's quality and rating tags")
     default_negative: StrictBool = Field(True, description="add Animagine's default negative prompt")
 
