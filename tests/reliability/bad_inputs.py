@@ -132,7 +132,8 @@ GRPC_ONLY = [
          triton_words=True),
     Case("missing-steps", "['STEPS']", "missing required input(s)", tensors={"STEPS": None}, triton_words=True),
     Case("missing-text", "['TEXT']", "missing required input(s)", tensors={"TEXT": None}, triton_words=True),
-    Case("unknown-input", "'COLOUR'", "expected 10 inputs but got 11", tensors={"COLOUR": _s("red")},
+    # Triton words it "unexpected inference input 'COLOUR'" or "expected 10 inputs but got 11 ... ['COLOUR', ..."
+    Case("unknown-input", "'COLOUR'", "for model 'sotai'", tensors={"COLOUR": _s("red")},
          triton_words=True),
     Case("rows-disagree", "'sotai'", "batch size does not match other inputs",
          tensors={"TEXT": np.array([[SCENE.encode()], [SCENE.encode()]], dtype=np.object_)}, triton_words=True),
