@@ -46,13 +46,16 @@ def dart_onnx_config(config, task: str = TASK):
     return DartOnnxConfig(config, task=task, use_past=True, use_past_in_inputs=True)
 
 
-def export_dart_onnx(snapshot_dir: Path, out_dir: Path, *, quantize_bits: int | None = None) -> Path:
+def export_dart_onnx(snapshot_dir: Path, out_dir: Path, *, quantize_bits: int | None = None, fuse: bool | None = None) -> Path:
     """Export `snapshot_dir` (a dart-v2-moe-sft-like HF snapshot) to `out_dir/model.onnx`; returns it.
 
     The tokenizer files and config.json are copied beside the graph, so `out_dir` alone is
     what `TagCompleter` (and the Triton `dart` model) needs. optimum validates the fp32 graph
     against PyTorch (atol 1e-4). `quantize_bits` 8 or 4 then replaces it by the weight-only
     quantized graph (`sotai.dart.quantize`): several times faster on CPU.
+    `fuse` (default: when quantizing, i.e. for CPU serving) rewrites each layer's attention into
+    one `GroupQueryAttention` node (`sotai.dart.fuse`); onnxruntime has that kernel in fp32 for
+    CPU only (CUDA's is fp16), so the fp32 graph served on GPU stays unfused.
     """
     import torch
     from optimum.exporters.onnx import main_export
@@ -87,6 +90,10 @@ def export_dart_onnx(snapshot_dir: Path, out_dir: Path, *, quantize_bits: int | 
     model_path = out_dir / "model.onnx"
     if not model_path.is_file():
         raise MissingArtifact("Dart ONNX graph", model_path, "make export", detail="optimum wrote no model.onnx")
+    if fuse if fuse is not None else quantize_bits is not None:
+        from sotai.dart.fuse import fuse_dart_onnx
+
+        fuse_dart_onnx(model_path, model_path)
     if quantize_bits is not None:
         from sotai.dart.quantize import quantize_dart_onnx
 

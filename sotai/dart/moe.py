@@ -21,10 +21,25 @@ def gate_up_weight(expert) -> torch.Tensor:
     return torch.cat([expert.w1.weight, expert.w3.weight], dim=0)
 
 
+class AddRows(torch.autograd.Function):
+    """out + y scattered to `rows` ([n, 1], each row once), exported as one ScatterND(add).
+
+    `index_copy`/`index_add` trace to ~10 shape/expand nodes each; at batch 1 a decode step is
+    short enough that per-node overhead matters, and NonZero already yields [n, 1] indices.
+    """
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, rows: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return out.index_add(0, rows[:, 0], y)
+
+    @staticmethod
+    def symbolic(g, out, rows, y):
+        return g.op("ScatterND", out, rows, y, reduction_s="add")
+
+
 def moe_block_forward(self, hidden_states: torch.Tensor):
     """Drop-in MixtralSparseMoeBlock.forward for export: same numbers, same (output, router_logits)."""
-    batch, seq, hidden = hidden_states.shape
-    x = hidden_states.reshape(-1, hidden)
+    x = hidden_states.reshape(-1, self.hidden_dim)  # a Python int: a constant shape in the graph
     router_logits = self.gate(x)
     # Mixtral's routing: softmax over all experts, keep the top-k, renormalise them
     probs = F.softmax(router_logits, dim=-1, dtype=torch.float)
@@ -32,12 +47,12 @@ def moe_block_forward(self, hidden_states: torch.Tensor):
     top_w = top_w / top_w.sum(dim=-1, keepdim=True)
     dense = torch.zeros_like(probs).scatter(1, chosen, top_w).to(x.dtype)  # [tokens, experts], 0 = not routed
     inter = self.experts[0].w1.weight.shape[0]  # a Python int: static slices, no shape arithmetic
-    zeros = torch.zeros_like(x)
-    out = zeros
+    out = torch.zeros_like(x)
     for e, expert in enumerate(self.experts):
         weight = dense[:, e]
-        rows = torch.nonzero(weight)[:, 0]
-        h = F.linear(x.index_select(0, rows), gate_up_weight(expert))
-        y = expert.w2(F.silu(h[:, :inter]) * h[:, inter:]) * weight.index_select(0, rows)[:, None]
-        out = out + zeros.index_copy(0, rows, y)  # each row appears once per expert
-    return out.reshape(batch, seq, hidden), router_logits
+        rows = torch.nonzero(weight)  # [n, 1]: each routed row once
+        picked = rows[:, 0]
+        h = F.linear(x.index_select(0, picked), gate_up_weight(expert))
+        y = expert.w2(F.silu(h[:, :inter]) * h[:, inter:]) * weight.index_select(0, picked)[:, None]
+        out = AddRows.apply(out, rows, y)
+    return out.reshape_as(hidden_states), router_logits

@@ -110,7 +110,7 @@ class RowSampler:
         k = self.s.top_k if 0 < self.s.top_k < x.size else x.size
         if self.s.temperature == 0.0:
             k = 1
-        idx = np.argpartition(x, -k)[-k:] if k < x.size else np.arange(x.size)
+        idx = top_k_ids(x, k) if k < x.size else np.arange(x.size)
         idx = np.sort(idx[np.isfinite(x[idx])])
         if idx.size == 0:  # everything masked: only ending is left
             return self.end_ids[0], 1.0
@@ -132,6 +132,28 @@ class RowSampler:
             self.mask[tok] = -np.inf
             self.n_new += 1
         return tok, prob
+
+
+SUBSAMPLE_STRIDE = 16
+
+
+def top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest entries of x (any order), the same set a full argpartition finds.
+
+    A full argpartition of Dart's 30k logits costs ~0.3 ms per tag (about a tenth of a decode
+    step). Every 16th logit gives a threshold that usually leaves a few hundred candidates;
+    when at least k entries reach it, the k largest are all among them, so the exact partition
+    runs on those only. Otherwise (few finite logits, large k) the full partition runs.
+    """
+    if k * SUBSAMPLE_STRIDE * 4 <= x.size:
+        sample = x[::SUBSAMPLE_STRIDE]
+        m = k // SUBSAMPLE_STRIDE + 4  # ~ (m * stride) candidates expected, comfortably more than k
+        threshold = np.partition(sample, sample.size - m)[sample.size - m]
+        if np.isfinite(threshold):
+            candidates = np.flatnonzero(x >= threshold)
+            if candidates.size >= k:
+                return candidates[np.argpartition(x[candidates], -k)[-k:]]
+    return np.argpartition(x, -k)[-k:]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -34,6 +34,19 @@ def tiny_onnx_dir(tiny_snapshot, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_fused_dir(tiny_onnx_dir, tmp_path_factory):
+    """The tiny export with its attention fused (`sotai.dart.fuse`), tokenizer files beside it."""
+    import shutil
+
+    from sotai.dart.fuse import fuse_dart_onnx
+
+    out = tmp_path_factory.mktemp("dart") / "onnx-fused"
+    shutil.copytree(tiny_onnx_dir, out)
+    fuse_dart_onnx(out / "model.onnx", out / "model.onnx")
+    return out
+
+
+@pytest.fixture(scope="session")
 def completer(tiny_onnx_dir):
     from sotai.dart import TagCompleter
 

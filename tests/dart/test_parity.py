@@ -1,4 +1,5 @@
-"""The ONNX graph (KV cache in and out) computes what PyTorch computes."""
+"""The ONNX graph (KV cache in and out) computes what PyTorch computes, as exported and with its
+attention fused into GroupQueryAttention (the CPU serving graph)."""
 
 import numpy as np
 import pytest
@@ -15,9 +16,10 @@ def torch_model(tiny_snapshot):
     return MixtralForCausalLM.from_pretrained(tiny_snapshot).eval()
 
 
-@pytest.fixture(scope="module")
-def decoder(tiny_onnx_dir):
-    return OnnxDecoder(tiny_onnx_dir / "model.onnx", ["CPUExecutionProvider"], threads=1)
+@pytest.fixture(scope="module", params=["exported", "fused"])
+def decoder(request, tiny_onnx_dir, tiny_fused_dir):
+    model_dir = tiny_onnx_dir if request.param == "exported" else tiny_fused_dir
+    return OnnxDecoder(model_dir / "model.onnx", ["CPUExecutionProvider"], threads=1)
 
 
 def torch_logits(model, ids: list[int]) -> np.ndarray:

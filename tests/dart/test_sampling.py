@@ -144,3 +144,18 @@ def test_greedy_ignores_the_seed(completer):
 
 def test_top_k_one_is_greedy(completer):
     assert complete(completer, top_k=1, seed=5).prompt == complete(completer, temperature=0.0).prompt
+
+
+@pytest.mark.parametrize("k", [1, 5, 100, 400, 5000])
+def test_top_k_ids_finds_the_same_set_as_a_full_partition(k):
+    from sotai.dart.sampling import top_k_ids
+
+    rng = np.random.default_rng(k)
+    for trial in range(20):
+        x = rng.standard_normal(30649).astype(np.float32) * rng.uniform(0.1, 10)
+        x[rng.choice(x.size, int(rng.integers(0, 30000)), replace=False)] = -np.inf  # spent, banned, blocked
+        finite = np.flatnonzero(np.isfinite(x))
+        expected = set(finite[np.argsort(-x[finite], kind="stable")[:k]].tolist())
+        got = top_k_ids(x, k)
+        assert len(got) == k
+        assert set(got.tolist()) & set(finite.tolist()) == expected, f"trial {trial}"
