@@ -113,17 +113,22 @@ class _LogTap(threading.Thread):
 
     def run(self) -> None:
         out = open(self.log_file, "ab") if self.log_file else None
+        copying = True
         try:
+            # Drain to the end whatever happens to the copy: a full pipe would block tritonserver.
             for line in iter(self.stream.readline, b""):
                 self.tail.append(line.decode("utf-8", "replace"))
-                if out is not None:
-                    out.write(line)
-                    out.flush()
-                else:
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.flush()
-        except (OSError, ValueError):  # our stdout closed: keep draining is impossible, stop quietly
-            pass
+                if not copying:
+                    continue
+                try:
+                    if out is not None:
+                        out.write(line)
+                        out.flush()
+                    else:
+                        sys.stdout.buffer.write(line)
+                        sys.stdout.flush()
+                except (OSError, ValueError, AttributeError):  # disk full, our stdout closed or replaced
+                    copying = False
         finally:
             if out is not None:
                 out.close()
