@@ -26,7 +26,7 @@ from .repository import write_repository
 
 # Bump when an export step's output changes shape (tensor names, dims, files), so that cached
 # results from an older checkout are rebuilt instead of served against new adapters.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 
 # Public names the PNG metadata and the model list report.
 MODEL_NAMES = {"tiny": "sotai-tiny-sdxl (random weights)", "animagine": "animagine-xl-3.0"}
