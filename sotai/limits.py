@@ -101,6 +101,20 @@ def check_float(field_name: str, value: object, lo: float, hi: float) -> float:
     return v
 
 
+def check_bool(field_name: str, value: object) -> bool:
+    """True or False only: a string like "false" must not turn into True."""
+    try:
+        import numpy as np
+
+        if isinstance(value, np.bool_):
+            return bool(value)
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(value, bool):
+        raise InvalidInput(field_name, value, "must be true or false")
+    return value
+
+
 def check_size(field_name: str, value: object) -> int:
     v = check_int(field_name, value, *SIZE_RANGE)
     if v % SIZE_MULTIPLE:
@@ -169,8 +183,8 @@ class GenerationParams:
             num_images=check_int("num_images", self.num_images, *NUM_IMAGES_RANGE),
             scheduler=check_choice("scheduler", self.scheduler, SCHEDULERS),
             rating=check_choice("rating", self.rating, RATINGS),
-            quality_tags=bool(self.quality_tags),
-            default_negative=bool(self.default_negative),
+            quality_tags=check_bool("quality_tags", self.quality_tags),
+            default_negative=check_bool("default_negative", self.default_negative),
         )
 
 
