@@ -12,7 +12,7 @@ from sotai.client import TritonUnavailable
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
     CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE,
-    TAG_MAX_CHARS, check_choice, check_float, check_int, check_size, check_tags, check_text,
+    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text,
 )
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
@@ -28,6 +28,8 @@ FIELD_CHECKS = {
     "scheduler": lambda v: check_choice("scheduler", v, SCHEDULERS),
     "rating": lambda v: check_choice("rating", v, RATINGS),
     "tags": lambda v: check_tags("tags", v),
+    "quality_tags": lambda v: check_bool("quality_tags", v),
+    "default_negative": lambda v: check_bool("default_negative", v),
 }
 
 
