@@ -1,0 +1,52 @@
+"""`sotai bench load`'s parts that can be wrong quietly: the perf_analyzer input data, the memory
+of a whole process tree, locust's percentiles. (The benchmark itself prints numbers; it is not a
+timed test.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from sotai.contracts import SOTAI
+from sotai.limits import GenerationParams
+from sotai.serving.loadbench import MemoryWatch, input_data, percentile
+
+
+def test_input_data_fills_every_ensemble_input_with_valid_values(tmp_path):
+    params = GenerationParams(steps=1, width=512, height=512, seed=1).checked()
+    entries = json.loads(input_data(params, tmp_path / "load.json").read_text())["data"]
+    assert len(entries) >= 3
+    for entry in entries:
+        assert set(entry) == {t.name for t in SOTAI.inputs if not t.optional}
+        values = {name.lower(): e["content"][0] for name, e in entry.items() if name != "TEXT"}
+        GenerationParams(**values).checked()
+        assert entry["TEXT"]["content"][0].strip()
+
+
+def test_memory_is_summed_over_the_process_tree():
+    # a shell whose child holds 64 MiB: the shell alone is a few MiB
+    child = "import time; b = bytearray(64 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    shell = subprocess.Popen(["/bin/sh", "-c", f'{sys.executable} -c "{child}"; true'])
+    try:
+        watch = MemoryWatch(shell.pid)
+        deadline = time.monotonic() + 30
+        while watch.rss() < 64 * 2**20:
+            assert time.monotonic() < deadline, "the child's memory was not counted"
+            time.sleep(0.1)
+    finally:
+        import psutil
+
+        for proc in psutil.Process(shell.pid).children(recursive=True):
+            proc.kill()
+        shell.kill()
+        shell.wait()
+
+
+def test_percentiles_of_a_response_time_histogram():
+    histogram = {100.0: 50, 200.0: 45, 900.0: 4, 5000.0: 1}
+    assert percentile(histogram, 50) == 100.0
+    assert percentile(histogram, 95) == 200.0
+    assert percentile(histogram, 99) == 900.0
+    assert percentile(histogram, 100) == 5000.0
