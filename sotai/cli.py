@@ -20,7 +20,7 @@ DEMO_TEXT = "銀髪の少女が夜の桜の下で微笑んでいる"
 COMMAND_MODULES = {
     "sotai.rag.commands": "top", "sotai.gateway.commands": "top",
     "sotai.rag.bench": "bench", "sotai.dart.bench": "bench", "sotai.diffusion.bench": "bench",
-    "sotai.serving.bench": "bench",
+    "sotai.serving.bench": "bench", "sotai.serving.loadbench": "bench",
 }
 
 
