@@ -204,3 +204,17 @@ def test_make_export_redoes_a_step_whose_files_were_broken(tmp_path):
     assert len(builds) == 3, "a file the step wrote elsewhere counts too"
     run()
     assert len(builds) == 3
+
+
+def test_a_failure_that_is_no_models_fault_quotes_the_servers_own_error():
+    from sotai.serving.server import startup_message
+
+    log = ['I1125 11:48:12.6 1 server.cc:674] "successfully loaded \'rag\'"\n',
+           'E1125 11:48:12.6 1 server.cc:241] "CudaDriverHelper has not been initialized."\n',
+           'E1125 11:49:01.1 1 http_server.cc:4866] "failed to start HTTP service: Address already in use"\n',
+           'error: creating server: Unavailable - failed to start HTTP service\n']
+    error = startup_message(1, log, Path("/tmp/x.log"))
+    message = str(error)
+    assert message.startswith("tritonserver exited with code 1 during start-up: ")
+    assert "Address already in use" in message and "CudaDriverHelper" not in message
+    assert error.failures == {} and "(full log: /tmp/x.log)" in message
