@@ -7,7 +7,7 @@ PROFILE  ?= tiny
 TARGET   ?= cpu
 STAMP    := $(VENV)/.sotai-installed
 
-.PHONY: venv demo test export serve gateway bench bench-stages clean
+.PHONY: venv demo test export serve gateway bench bench-load clean
 
 # torch==2.13.0 first: it resolves to the CPU wheel on this disk; an unpinned torch would pull GBs of CUDA.
 $(STAMP): requirements.lock pyproject.toml
@@ -41,6 +41,10 @@ gateway: venv
 
 bench: venv
 	$(SOTAI) bench triton
+
+# Sustained load (concurrency 16, 1000 requests) on the ensemble and the gateway, with RSS growth.
+bench-load: venv
+	$(SOTAI) bench load
 
 clean:
 	rm -rf models/tiny models/_test out
