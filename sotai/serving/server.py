@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sotai.errors import MissingArtifact, SotaiError
 
+EXIT_TIMEOUT_S = 30  # Triton's own default, stated: unloading 9 Python models takes seconds
 PYTHON_TAG = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -171,6 +172,9 @@ class TritonServer:
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             # A model that fails to load must fail start-up loudly, with its message.
             "--exit-on-error=true", "--strict-readiness=true",
+            # On SIGINT/SIGTERM Triton waits for open connections (a client's keep-alive) before it
+            # exits; bound that wait so `sotai serve` stops promptly, inside `stop()`'s own limit.
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             f"--log-verbose={self.log_verbose}",
             *self.extra_args,
         ]
@@ -231,7 +235,7 @@ class TritonServer:
         error = self._startup_error()
         raise TritonStartupError(f"not ready after {timeout_s:.0f} s: {error}", error.failures)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = EXIT_TIMEOUT_S + 15) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         # SIGINT lets Triton unload models and stop the stubs; the group kill is the fallback.
