@@ -11,11 +11,11 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
 
-from sotai.errors import InvalidInput, SotaiError
+from sotai.errors import SotaiError
 from sotai.limits import GenerationParams
 
 from .catalog import Catalog, ModelInfo, pipeline_models
-from .errors import from_triton
+from .errors import MapsTritonErrors, from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
 from .sync import Protocol, grpc_channel_args, transport
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
@@ -23,7 +23,7 @@ from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 AsyncProgressCallback = Callable[[Progress], "Awaitable[None] | None"]
 
 
-class AsyncSotaiClient:
+class AsyncSotaiClient(MapsTritonErrors):
     """`async with AsyncSotaiClient(url) as c: result = await c.generate(GenerateRequest("夜の桜"))`."""
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: Protocol = "grpc", timeout_s: float = 600.0):
@@ -174,11 +174,3 @@ class AsyncSotaiClient:
         if "IMAGE" not in merged:
             raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
         yield merged
-
-    def _error(self, model: str, exc: BaseException) -> SotaiError:
-        if isinstance(exc, SotaiError):
-            return exc
-        err = from_triton(model, self.url, exc)
-        if not isinstance(err, InvalidInput):
-            self._catalog = None  # a restarted server may serve another repository
-        return err

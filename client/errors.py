@@ -51,3 +51,18 @@ def from_triton(model: str, url: str, exc: BaseException) -> SotaiError:
     if isinstance(exc, (ConnectionError, OSError)) or any(s in blob for s in _UNAVAILABLE):
         return TritonUnavailable(url, message.splitlines()[0][:200])
     return SotaiError(f"{model}: {message}" + (f" (status {status})" if status else ""))
+
+
+class MapsTritonErrors:
+    """Shared by the sync and asyncio clients: a Triton/transport error -> this project's error."""
+
+    url: str
+    _catalog: object
+
+    def _error(self, model: str, exc: BaseException) -> SotaiError:
+        if isinstance(exc, SotaiError):
+            return exc
+        err = from_triton(model, self.url, exc)
+        if not isinstance(err, InvalidInput):
+            self._catalog = None  # a restarted server may serve another repository
+        return err

@@ -12,7 +12,7 @@ from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import GenerationParams
 
 from .catalog import Catalog, ModelInfo, pipeline_models
-from .errors import from_triton
+from .errors import MapsTritonErrors, from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
@@ -63,7 +63,7 @@ def run_events(plan: Plan, call: Callable[[Call], Iterator]) -> Iterator:
         yield stop.value
 
 
-class SotaiClient:
+class SotaiClient(MapsTritonErrors):
     """`SotaiClient("127.0.0.1:8001").generate(GenerateRequest("銀髪の少女"))`.
 
     Thread-safe for unary calls; each streamed call opens its own gRPC stream.
@@ -199,11 +199,3 @@ class SotaiClient:
         if "IMAGE" not in merged:
             raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
         yield merged
-
-    def _error(self, model: str, exc: BaseException) -> SotaiError:
-        if isinstance(exc, SotaiError):
-            return exc
-        err = from_triton(model, self.url, exc)
-        if not isinstance(err, InvalidInput):
-            self._catalog = None  # a restarted server may serve another repository
-        return err
