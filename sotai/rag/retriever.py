@@ -47,6 +47,7 @@ class Weights:
     embedding: float = 0.90      # cosine similarity, rescaled from [sim_floor, 1]
     sim_floor: float = 0.40      # below this cosine a neighbour is noise
     named_sim: float = 0.72      # characters/copyrights need this cosine to come from similarity
+    named_min_chars: int = 2     # ... and a span of a name's length: 夜 alone is no character's name
     block_sim: float = 0.62      # neighbours this close to a negated span are removed too
     agreement: float = 0.15      # each further signal adds this share of its score
     prior: float = 0.08          # weight of log(post_count) / log(max post_count)
@@ -391,7 +392,8 @@ class TagRetriever:
                         continue
                     if sim < w.sim_floor:
                         continue
-                    if self._cats[row] in ("character", "copyright") and sim < w.named_sim:
+                    if self._cats[row] in ("character", "copyright") and (
+                            sim < w.named_sim or len(s.text) < w.named_min_chars):
                         continue
                     scaled = w.embedding * (sim - w.sim_floor) / (1.0 - w.sim_floor)
                     if s.kind == "phrase":

@@ -79,3 +79,10 @@ def test_embedded_default_keeps_negations_and_reports_recall():
     print(f"\nembedded default: recall@{TOP_K} = {recall:.3f}; misses: {misses}")
     assert not violations, f"negated or excluded tags returned: {violations}"
     assert recall >= 0.6, f"embedded default recall@{TOP_K} {recall:.3f}"
+
+
+def test_a_one_character_word_is_no_character_name(full_retriever):
+    """夜 is close to some character names in embedding space; a single kanji must not yield them."""
+    found = full_retriever.retrieve("銀髪の少女が夜の桜の下で微笑んでいる", top_k=20)
+    assert [c.tag for c in found if c.category in ("character", "copyright")] == []
+    assert "night" in [c.tag for c in found]
