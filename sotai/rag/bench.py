@@ -58,6 +58,17 @@ class _Precomputed:
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
 
+def _time_queries(retriever, queries: list[str], repeats: int, top_k: int) -> list[float]:
+    """Seconds per `retrieve` call, every query `repeats` times."""
+    times = []
+    for _ in range(repeats):
+        for q in queries:
+            t0 = time.perf_counter()
+            retriever.retrieve(q, top_k)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def _span_texts(retriever, queries: list[str]) -> list[str]:
     """Every text the retriever embeds for these queries (captured by running them once)."""
     seen: list[str] = []
@@ -107,22 +118,12 @@ def run_bench(data_dir: Path | None, index_dir: Path | None = None, repeats: int
             retriever.retrieve(q, top_k)
 
         # 1. end to end, embedding included
-        full = []
-        for _ in range(repeats):
-            for q in queries:
-                t0 = time.perf_counter()
-                retriever.retrieve(q, top_k)
-                full.append(time.perf_counter() - t0)
+        full = _time_queries(retriever, queries, repeats, top_k)
 
         # 2. the same with the span embeddings precomputed
         inner = retriever.embedder
         retriever.embedder = _Precomputed(inner, _span_texts(retriever, queries))
-        no_embed = []
-        for _ in range(repeats):
-            for q in queries:
-                t0 = time.perf_counter()
-                retriever.retrieve(q, top_k)
-                no_embed.append(time.perf_counter() - t0)
+        no_embed = _time_queries(retriever, queries, repeats, top_k)
         retriever.embedder = inner
 
         # 3. the vector store alone, one batch of span vectors per query
