@@ -220,17 +220,21 @@ class TritonServer:
     def wait_ready(self, timeout_s: float) -> None:
         import tritonclient.http as httpclient
 
+        # Closed afterwards: an open keep-alive connection makes Triton wait out its exit timeout.
         client = httpclient.InferenceServerClient(self.http_url)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise self._startup_error()
-            try:
-                if client.is_server_ready():
-                    return
-            except Exception:  # connection refused until the HTTP endpoint is up
-                pass
-            time.sleep(0.25)
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise self._startup_error()
+                try:
+                    if client.is_server_ready():
+                        return
+                except Exception:  # connection refused until the HTTP endpoint is up
+                    pass
+                time.sleep(0.25)
+        finally:
+            client.close()
         self.stop()
         error = self._startup_error()
         raise TritonStartupError(f"not ready after {timeout_s:.0f} s: {error}", error.failures)
