@@ -144,7 +144,7 @@ def cmd_serve(args) -> int:
     server = TritonServer(repo, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, host=args.host)
     # SIGTERM (docker stop, systemd) behaves like Ctrl-C: unload models, stop stubs, exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server:
         print(f"Triton serving {repo}: gRPC {server.grpc_url}, HTTP {server.http_url}. Ctrl-C to stop.")
         try:
