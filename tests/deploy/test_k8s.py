@@ -219,6 +219,8 @@ def test_the_autoscaler_scales_triton_on_its_queue(rendered):
     hpa = yaml.safe_load((K8S / "components" / "autoscale-hpa" / "triton-hpa.yaml").read_text())
     hpa_targets = [m["pods"]["target"]["averageValue"] for m in hpa["spec"]["metrics"]]
 
+    assert "replicas" not in triton["spec"], "with an autoscaler, a Deployment replicas resets the count on apply"
+
     scaler = autoscalers[0]
     if scaler["kind"] == "HorizontalPodAutoscaler":
         spec = scaler["spec"]
