@@ -102,7 +102,7 @@ def test_images_ports_and_commands_are_what_compose_builds(rendered):
     assert triton["command"] == compose_triton[:1]
     for flag in ("--strict-readiness=true", "--exit-on-error=true"):
         assert flag in compose_triton and flag in triton["args"], flag
-    assert triton["args"][0].startswith("--model-repository="), "components/model-s3 replaces args/0"
+    assert triton["args"][0].startswith("--model-repository="), "components/model-pvc and model-s3 replace args/0"
 
     published = {int(p.split(":")[-1]) for p in services["triton"]["ports"]}
     assert {p["containerPort"] for p in triton["ports"]} == published == {8000, 8001, 8002}
@@ -200,10 +200,14 @@ def test_the_model_repository_comes_from_the_export_volume_or_an_object_store(re
     env = {e["name"]: e.get("value") for e in export["env"]}
     models_dir = PurePosixPath(env["SOTAI_MODELS_DIR"])
     assert {m["mountPath"] for m in export["volumeMounts"] if m["name"] == "models"} == {str(models_dir)}
-    written = Settings(models_dir=Path(models_dir), profile="animagine").repository_dir()
-    mount = next(m for m in triton["volumeMounts"] if m["name"] == "models")
-    assert mount["subPath"] == str(PurePosixPath(written).relative_to(models_dir))
-    assert mount["mountPath"] == repository_arg and mount["readOnly"] is True
+    written = PurePosixPath(Settings(models_dir=Path(models_dir), profile="animagine").repository_dir())
+    for c in triton_pod.get("initContainers", []) + [triton]:
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "models")
+        # No subPath: kubelet would create a missing one as root, unwritable for the export (uid 1000).
+        assert "subPath" not in mount and mount["mountPath"] == str(models_dir) and mount["readOnly"] is True
+    assert repository_arg == str(written)
+    (wait,) = triton_pod["initContainers"]
+    assert str(written / "sotai" / "config.pbtxt") in wait["command"][-1], "wait for the ensemble export writes"
 
 
 def adapter_rules() -> dict[str, dict]:
