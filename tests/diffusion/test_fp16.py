@@ -11,6 +11,10 @@ import pytest
 from sotai.diffusion.components import GRAPHS, Manifest
 from sotai.limits import GenerationParams
 
+# Half precision vs fp32 on the tiny weights: measured 0.035/255 (512x512, 4 steps). About 4x margin,
+# and still 3x below the smallest deviation the parity tests show failing (crop 64: 0.48).
+MAX_FP16_MEAN_ABS_DIFF = 0.15
+
 
 @pytest.fixture(scope="module")
 def fp16_export(tiny_sdxl, tmp_path_factory):
@@ -46,4 +50,4 @@ def test_fp16_generator_paints_the_fp32_picture(fp16_export, generator):
     p = GenerationParams(steps=4, width=512, height=512, seed=11, quality_tags=False, default_negative=False)
     a = half("1girl, night", p).images[0].astype(np.float64)
     b = generator("1girl, night", p).images[0].astype(np.float64)
-    assert np.abs(a - b).mean() <= 2.0
+    assert np.abs(a - b).mean() <= MAX_FP16_MEAN_ABS_DIFF

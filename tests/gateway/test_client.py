@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import pytest
 from PIL import Image
@@ -78,13 +79,20 @@ def test_http_protocol_gives_the_same_result(triton, reference):
 
 
 def test_asyncio_client_runs_requests_concurrently(triton, reference):
+    finished: dict[str, float] = {}
+
+    async def timed(name, call):
+        result = await call
+        finished[name] = time.monotonic()
+        return result
+
     async def main():
         async with AsyncSotaiClient(triton.grpc_url) as c:
             seen = []
             results = await asyncio.gather(
-                c.generate(GenerateRequest(SCENE, FAST)),
-                c.generate(GenerateRequest(SCENE, FAST), on_progress=seen.append),
-                c.tags(SCENE, FAST),
+                timed("plain", c.generate(GenerateRequest(SCENE, FAST))),
+                timed("streamed", c.generate(GenerateRequest(SCENE, FAST), on_progress=seen.append)),
+                timed("tags", c.tags(SCENE, FAST)),
             )
             return results, seen
 
@@ -92,6 +100,9 @@ def test_asyncio_client_runs_requests_concurrently(triton, reference):
     assert plain.images == reference.images == streamed.images
     assert tags.prompt == reference.prompt
     assert seen and seen[-1].stage == "diffusion"
+    # Concurrent, not one after another: the tags call, started last, is answered while both images
+    # are still being painted (a client that awaited each call in turn would finish it last).
+    assert finished["tags"] < min(finished["plain"], finished["streamed"]), finished
 
 
 def test_random_seed_is_drawn_once_so_the_returned_seed_reproduces_tags_and_image(client):
