@@ -233,6 +233,8 @@ def test_the_autoscaler_scales_triton_on_its_queue(rendered):
         for metric in spec["metrics"]:
             rule = rules[metric["pods"]["metric"]["name"]]  # the adapter serves every metric the HPA reads
             assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+            # The adapter fills these in per pod; without them every pod would read the namespace's total.
+            assert "<<.LabelMatchers>>" in rule["metricsQuery"] and "by (<<.GroupBy>>)" in rule["metricsQuery"]
             assert TRITON_METRICS & set(rule["metricsQuery"].replace("(", " ").replace("{", " ").split())
         replicas = (spec["minReplicas"], spec["maxReplicas"])
     else:
