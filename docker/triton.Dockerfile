@@ -25,6 +25,7 @@ COPY client/ client/
 COPY gateway/ gateway/
 COPY export/ export/
 COPY model_repository/ model_repository/
+COPY docker/gpu_slot.sh /usr/local/bin/sotai-gpu-slot
 # The stub is linked, not copied, into Triton's Python backend: through the link its
 # RPATH ($ORIGIN/../../../../nvidia_pytriton.libs) resolves inside the venv (sotai.serving.server).
 RUN pip install --no-deps -e . \
