@@ -18,6 +18,10 @@ WORKDIR /app
 COPY requirements.lock ./
 COPY docker/install_env.sh docker/requirements-gpu.txt docker/
 RUN python3.11 -m venv $VIRTUAL_ENV && bash docker/install_env.sh $VIRTUAL_ENV/bin/python --gpu
+# Fail the build, not the first request: onnxruntime has its CUDA provider (no GPU needed to list it),
+# and TensorRT's Python API loads against the image's own TensorRT (libnvinfer, libnvonnxparser 10).
+RUN python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()" \
+    && python -c "import tensorrt_bindings as t; assert t.__version__ == '10.5.0', t.__version__"
 
 COPY pyproject.toml README.md ./
 COPY sotai/ sotai/

@@ -158,3 +158,11 @@ def test_the_tensorrt_api_is_the_serving_images_tensorrt():
     assert pins(GPU_REQUIREMENTS)["tensorrt-cu12-bindings"] == IMAGE_TENSORRT_VERSION == "10.5.0"
     base = next(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "FROM")
     assert base == "nvcr.io/nvidia/tritonserver:24.10-py3"  # ships TensorRT 10.5.0
+
+
+def test_the_image_build_checks_the_gpu_wheels_load():
+    from sotai.diffusion.tensorrt import IMAGE_TENSORRT_VERSION
+
+    runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
+    assert "'CUDAExecutionProvider' in o.get_available_providers()" in runs
+    assert f"import tensorrt_bindings as t; assert t.__version__ == '{IMAGE_TENSORRT_VERSION}'" in runs
