@@ -238,24 +238,34 @@ def require_builder() -> tuple[BuilderName, str]:
     """(builder, TensorRT version) or a SotaiError saying what to run; checked before the long export."""
     trt = _tensorrt_module()
     if trt is not None:
-        version = trt.__version__
-        if version.split(".")[:2] != IMAGE_TENSORRT_VERSION.split(".")[:2]:
-            raise SotaiError(
-                f"TensorRT {version} is installed, but the serving image's Triton loads only plans built by "
-                f"TensorRT {IMAGE_TENSORRT_VERSION}: build in the image (`docker compose run --rm export`)")
-        return "python", version
-    if shutil.which("trtexec"):
-        return "trtexec", _trtexec_version()
-    raise SotaiError(NO_BUILDER.format(version=IMAGE_TENSORRT_VERSION))
+        how, version = "python", trt.__version__
+    elif shutil.which("trtexec"):
+        how, version = "trtexec", _trtexec_version()
+    else:
+        raise SotaiError(NO_BUILDER.format(version=IMAGE_TENSORRT_VERSION))
+    if version.split(".")[:2] != IMAGE_TENSORRT_VERSION.split(".")[:2]:
+        raise SotaiError(
+            f"TensorRT {version} ({how}) is installed, but the serving image's Triton loads only plans built by "
+            f"TensorRT {IMAGE_TENSORRT_VERSION}: build in the image (`docker compose run --rm export`)")
+    return how, version
+
+
+def trtexec_version(banner: str) -> str:
+    """"[TensorRT v100500]" (trtexec's banner) -> "10.5.0"; "unknown" when it says none."""
+    import re
+
+    match = re.search(r"TensorRT v(\d+)", banner)
+    if not match:
+        return "unknown"
+    n = int(match.group(1))
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
 
 
 def _trtexec_version() -> str:
-    import re
     import subprocess
 
-    out = subprocess.run(["trtexec", "--help"], capture_output=True, text=True).stdout
-    match = re.search(r"TensorRT version: (\d+)", out)  # "[TensorRT v100500]" style: 10.5.0
-    return match.group(1) if match else "trtexec"
+    result = subprocess.run(["trtexec", "--help"], capture_output=True, text=True)
+    return trtexec_version(result.stdout + result.stderr)
 
 
 def engine_key(spec: EngineSpec, tensorrt_version: str, workspace_mib: int) -> str:

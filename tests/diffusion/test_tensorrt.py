@@ -86,6 +86,13 @@ def test_without_a_builder_the_export_fails_before_any_work_saying_what_to_run(t
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*.onnx"))
 
 
+def test_trtexec_banner_gives_the_version_checked_against_the_image():
+    from sotai.diffusion.tensorrt import trtexec_version
+
+    assert trtexec_version("&&&& RUNNING TensorRT.trtexec [TensorRT v100500] # trtexec --help") == "10.5.0"
+    assert trtexec_version("no banner") == "unknown"
+
+
 @pytest.fixture
 def repository(tiny_sdxl_onnx, tmp_path):
     repo = tmp_path / "repository"
