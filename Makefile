@@ -7,7 +7,7 @@ PROFILE  ?= tiny
 TARGET   ?= cpu
 STAMP    := $(VENV)/.sotai-installed
 
-.PHONY: venv demo test export serve gateway bench bench-load clean
+.PHONY: venv demo test export serve gateway bench bench-load real-snapshots clean
 
 # torch==2.13.0 first: it resolves to the CPU wheel on this disk; an unpinned torch would pull GBs of CUDA.
 $(STAMP): requirements.lock pyproject.toml
@@ -17,6 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.lock
 	# text2tags-lib only carries the embedded tag list; its llama-cpp dependency is not used.
 	$(PY) -m pip install --quiet --no-deps text2tags-lib==0.0.7
+	# open_clip_torch only carries CLIP's BPE merges (the real CLIP tokenizers are built from them).
+	$(PY) -m pip install --quiet --no-deps open_clip_torch==3.3.0
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -45,6 +47,13 @@ bench: venv
 # Sustained load (concurrency 16, 1000 requests) on the ensemble and the gateway, with RSS growth.
 bench-load: venv
 	$(SOTAI) bench load
+
+# Real-architecture snapshots with random weights (SDXL 6.5 GB, Dart 0.3 GB; about 2 minutes, peak RSS
+# 5.3 GiB), then the real-size export from them: `make real-export`.
+REAL_DIR ?= models/real
+real-snapshots: venv
+	$(SOTAI) snapshot write cagliostrolab/animagine-xl-3.0 --dest $(REAL_DIR)/cagliostrolab/animagine-xl-3.0
+	$(SOTAI) snapshot write p1atdev/dart-v2-moe-sft --dest $(REAL_DIR)/p1atdev/dart-v2-moe-sft
 
 clean:
 	rm -rf models/tiny models/_test out

@@ -18,7 +18,7 @@ DEMO_TEXT = "銀髪の少女が夜の桜の下で微笑んでいる"
 # Stage packages add their own sub-commands: `register(subparsers)` gets the top level
 # (`sotai index build`) or, for benchmarks, the `bench` group (`sotai bench dart`).
 COMMAND_MODULES = {
-    "sotai.rag.commands": "top", "sotai.gateway.commands": "top",
+    "sotai.rag.commands": "top", "sotai.gateway.commands": "top", "sotai.export.commands": "top",
     "sotai.rag.bench": "bench", "sotai.dart.bench": "bench", "sotai.diffusion.bench": "bench",
     "sotai.serving.bench": "bench", "sotai.serving.loadbench": "bench",
 }
