@@ -34,7 +34,10 @@ from sotai.rag.candidate import Candidate
 
 CALIBRATION_FILE = Path(__file__).with_name("select_calibration.json")
 FEATURES = ("bias", "score", "japanese_name", "alias", "gloss", "embedding", "agreeing_signals", "first_of_span",
-            "third_or_later_of_span", "count_tag", "span_length", "prior")
+            "third_or_later_of_span", "span_candidates", "covered", "count_tag", "span_length", "prior", "gloss_first", "embedding_first")
+# The evidence looks different with and without Japanese tag names (the embedded default has none:
+# a JMdict gloss is its strongest lexical signal), so each kind of data has its own calibration.
+PROFILES = ("with_names", "glosses_only")
 _QUALIFIER = re.compile(r"_\([^)]*\)$")
 _ORDER = {"people": 0, "character": 1, "copyright": 2, "artist": 3, "general": 4, "meta": 5}
 
@@ -45,17 +48,25 @@ class Calibration:
     threshold: float
 
     @classmethod
-    def load(cls, path: Path = CALIBRATION_FILE) -> "Calibration":
+    def load(cls, profile: str = "with_names", path: Path = CALIBRATION_FILE) -> "Calibration":
         data = json.loads(path.read_text(encoding="utf-8"))
-        if tuple(data["features"]) != FEATURES:
-            raise ValueError(f"{path}: features {data['features']} are not {list(FEATURES)}: "
-                             "refit with `python -m sotai.rag.select`")
-        return cls(tuple(float(w) for w in data["weights"]), float(data["threshold"]))
+        if tuple(data["features"]) != FEATURES or profile not in data["profiles"]:
+            raise ValueError(f"{path}: features {data['features']} / profiles {list(data.get('profiles', {}))} "
+                             f"are not {list(FEATURES)} / {list(PROFILES)}: refit with `python -m sotai.rag.select`")
+        entry = data["profiles"][profile]
+        return cls(tuple(float(w) for w in entry["weights"]), float(entry["threshold"]))
 
 
-@lru_cache(maxsize=1)
-def default_calibration() -> Calibration:
-    return Calibration.load()
+@lru_cache(maxsize=len(PROFILES))
+def default_calibration(profile: str = "with_names") -> Calibration:
+    return Calibration.load(profile)
+
+
+def profile_of(retriever) -> str:
+    """with_names when the index has Japanese tag names (the full data), else glosses_only."""
+    table = retriever.index.table
+    has_names = any(len(v) for col in ("japanese", "japanese_mt") for v in table[col])
+    return "with_names" if has_names else "glosses_only"
 
 
 @dataclass
@@ -76,6 +87,15 @@ def head(tag: str) -> str:
     return _QUALIFIER.sub("", tag).split("_")[-1]
 
 
+def implies(specific: str, general: str) -> bool:
+    """Danbooru's naming of specific tags: holding_umbrella and red_umbrella carry umbrella, and a
+    verb's specific forms carry the verb (holding_umbrella -> holding, sitting_on_bench -> sitting);
+    no_shoes carries no shoes."""
+    if specific == general or specific.startswith("no_") or conflicts.is_count_tag(general):
+        return False
+    return specific.endswith("_" + general) or (general.endswith("ing") and specific.startswith(general + "_"))
+
+
 def concept(tag: str) -> str:
     return conflicts.family(tag) or head(tag)
 
@@ -83,15 +103,22 @@ def concept(tag: str) -> str:
 def features(candidates: list[Candidate]) -> np.ndarray:
     """One row of FEATURES per candidate (candidates best first)."""
     seen_in_span: dict[str, int] = {}
+    per_span: dict[str, int] = {}
+    for c in candidates:
+        per_span[str(c.reason.get("span", ""))] = per_span.get(str(c.reason.get("span", "")), 0) + 1
     rows = []
+    spans = [(str(c.reason.get("span", "")), c.score) for c in candidates]
     for c in candidates:
         span = str(c.reason.get("span", ""))
+        # part of a longer unit that itself matched better (服 in メイド服, 振っ in 手を振っ)
+        covered = float(bool(span) and any(span != o and span in o and s >= c.score for o, s in spans))
         rank = seen_in_span.get(span, 0)
         seen_in_span[span] = rank + 1
         e = c.evidence
         rows.append([1.0, c.score, e.get("japanese_name", 0.0), e.get("alias", 0.0), e.get("gloss", 0.0),
                      e.get("embedding", 0.0), max(len(e) - 1, 0), float(rank == 0), float(rank >= 2),
-                     float(conflicts.is_count_tag(c.tag)), min(len(span), 6) / 6, c.prior])
+                     min(per_span[span], 10) / 10, covered, float(conflicts.is_count_tag(c.tag)), min(len(span), 6) / 6, c.prior,
+                     e.get("gloss", 0.0) * (rank == 0), e.get("embedding", 0.0) * (rank == 0)])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES))
 
 
@@ -131,8 +158,8 @@ def select(candidates: list[Candidate], *, negated: tuple[str, ...] | list[str] 
     names = {candidates[j].tag for j in kept if candidates[j].category == "general"}
     for j in list(kept):
         c = candidates[j]
-        by = next((n for n in names if n != c.tag and n.endswith("_" + c.tag)), None)
-        if by is not None and c.category == "general" and not conflicts.is_count_tag(c.tag):
+        by = next((n for n in sorted(names) if implies(n, c.tag)), None)
+        if by is not None and c.category == "general":
             kept.remove(j)
             why_not[j] = f"implied by {by}"
 
@@ -158,7 +185,8 @@ def _entry(c: Candidate, confidence: float, not_selected: str = "") -> dict:
 def select_text(retriever, text: str, top_k: int = 20, calibration: Calibration | None = None) -> Selection:
     """Retrieve, then select: what `sotai tags --stage select` and the Triton `rag` model output."""
     r = retriever.query(text, top_k)
-    return select(r.candidates, negated=r.negated, people=r.people, calibration=calibration)
+    cal = calibration or default_calibration(profile_of(retriever))
+    return select(r.candidates, negated=r.negated, people=r.people, calibration=cal)
 
 
 # -- calibration ------------------------------------------------------------------
@@ -180,9 +208,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 40
 
 
 def score_selection(selected: list[str], item: dict) -> tuple[int, int, int, int]:
-    """-> (selected, selected in gold or acceptable, gold, gold selected)."""
+    """-> (selected, selected in gold or acceptable, gold, gold selected or implied by a selected tag)."""
     ok = set(item["gold"]) | set(item.get("acceptable", ()))
-    return len(selected), sum(t in ok for t in selected), len(item["gold"]), sum(t in selected for t in item["gold"])
+    found = sum(g in selected or any(implies(t, g) for t in selected) for g in item["gold"])
+    return len(selected), sum(t in ok for t in selected), len(item["gold"]), found
 
 
 def evaluate(queries: list[tuple], items: list[dict], calibration: Calibration) -> dict:
@@ -194,7 +223,8 @@ def evaluate(queries: list[tuple], items: list[dict], calibration: Calibration) 
                                          calibration=calibration).tags]
         totals += score_selection(tags, item)
         ok = set(item["gold"]) | set(item.get("acceptable", ()))
-        wrong, missed = [t for t in tags if t not in ok], [g for g in item["gold"] if g not in tags]
+        wrong = [t for t in tags if t not in ok]
+        missed = [g for g in item["gold"] if g not in tags and not any(implies(t, g) for t in tags)]
         if wrong or missed:
             errors.append(f"{item['text']}: wrong {wrong} missed {missed}")
     n, right, gold, found = (int(v) for v in totals)
@@ -238,21 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     args = ap.parse_args(argv)
     items = [json.loads(line) for line in args.devset.read_text(encoding="utf-8").splitlines() if line.strip()]
-    queries, all_items = [], []
+    profiles = {}
     for data in (args.data, None):
         retriever = TagRetriever.from_settings(Settings(tag_data=data, vector_db_path=None, models_dir=args.models_dir))
-        queries += [retriever.query(i["text"], 20) for i in items]
-        all_items += items
-    cal, m = fit(queries, all_items)
-    args.out.write_text(json.dumps({
-        "features": list(FEATURES), "weights": [round(w, 6) for w in cal.weights], "threshold": cal.threshold,
-        "fitted_on": f"{args.devset.name} x (full data, embedded default), {len(items)} texts each",
-        "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
-    }, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}: threshold {cal.threshold}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
-          f"{m['tags_per_text']:.1f} tags per text")
-    for e in m["errors"]:
-        print("  ", e)
+        cal, m = fit([retriever.query(i["text"], 20) for i in items], items)
+        profile = profile_of(retriever)
+        profiles[profile] = {
+            "weights": [round(w, 6) for w in cal.weights], "threshold": cal.threshold,
+            "fitted_on": f"{args.devset.name} ({len(items)} texts), {'embedded default' if data is None else data.name}",
+            "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
+        }
+        print(f"{profile}: threshold {cal.threshold}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+              f"{m['tags_per_text']:.1f} tags per text")
+        for e in m["errors"]:
+            print("  ", e)
+    args.out.write_text(json.dumps({"features": list(FEATURES), "profiles": profiles}, indent=1) + "\n",
+                        encoding="utf-8")
+    print(f"wrote {args.out}")
     return 0
 
 
