@@ -102,22 +102,26 @@ def concept(tag: str) -> str:
 
 def features(candidates: list[Candidate]) -> np.ndarray:
     """One row of FEATURES per candidate (candidates best first)."""
+    # Ranks within a span count the tags that compete for its meaning: the people-count tags a
+    # role noun also yields (メイド -> 1girl, solo, maid) do not.
     seen_in_span: dict[str, int] = {}
     per_span: dict[str, int] = {}
     for c in candidates:
-        per_span[str(c.reason.get("span", ""))] = per_span.get(str(c.reason.get("span", "")), 0) + 1
+        if not conflicts.is_count_tag(c.tag):
+            per_span[str(c.reason.get("span", ""))] = per_span.get(str(c.reason.get("span", "")), 0) + 1
     rows = []
-    spans = [(str(c.reason.get("span", "")), c.score) for c in candidates]
+    spans = [str(c.reason.get("span", "")) for c in candidates]
     for c in candidates:
         span = str(c.reason.get("span", ""))
-        # part of a longer unit that itself matched better (服 in メイド服, 振っ in 手を振っ)
-        covered = float(bool(span) and any(span != o and span in o and s >= c.score for o, s in spans))
+        # part of a longer unit that was searched too (服 in メイド服, 手 in 手を振っ): often a fragment
+        covered = float(bool(span) and any(span != o and span in o for o in spans))
         rank = seen_in_span.get(span, 0)
-        seen_in_span[span] = rank + 1
+        if not conflicts.is_count_tag(c.tag):
+            seen_in_span[span] = rank + 1
         e = c.evidence
         rows.append([1.0, c.score, e.get("japanese_name", 0.0), e.get("alias", 0.0), e.get("gloss", 0.0),
                      e.get("embedding", 0.0), max(len(e) - 1, 0), float(rank == 0), float(rank >= 2),
-                     min(per_span[span], 10) / 10, covered, float(conflicts.is_count_tag(c.tag)), min(len(span), 6) / 6, c.prior,
+                     min(per_span.get(span, 1), 10) / 10, covered, float(conflicts.is_count_tag(c.tag)), min(len(span), 6) / 6, c.prior,
                      e.get("gloss", 0.0) * (rank == 0), e.get("embedding", 0.0) * (rank == 0)])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES))
 
