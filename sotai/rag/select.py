@@ -14,7 +14,8 @@ what the text says: 微笑む brings smile but also evil_smile and crazy_smile. 
    the text says two (heterochromia), nothing the text negates;
 4. the most specific tag: a general tag another kept tag implies is dropped (holding_umbrella and
    red_umbrella carry umbrella);
-5. prompt order: people counts, characters, copyrights, artists, then general, most confident first.
+5. prompt order: people counts (1girl, multiple_girls, solo), characters, copyrights, artists, then
+   general, most confident first.
 
 Every candidate not kept stays a suggestion, with the reason it was not kept.
 """
@@ -171,10 +172,17 @@ def select(candidates: list[Candidate], *, negated: tuple[str, ...] | list[str] 
         c = candidates[i]
         return _ORDER["people"] if conflicts.is_count_tag(c.tag) else _ORDER.get(c.category, _ORDER["general"])
 
-    kept.sort(key=lambda i: (group(i), -conf[i], i))
+    kept.sort(key=lambda i: (group(i), _people_rank(candidates[i].tag), -conf[i], i))
     tags = [_entry(candidates[i], conf[i]) for i in kept]
     suggestions = [_entry(candidates[i], conf[i], why_not.get(i, "")) for i in order if i not in kept]
     return Selection(tags, suggestions, sorted(set(negated)))
+
+
+def _people_rank(tag: str) -> int:
+    """Within the counts: 1girl / 2boys first, then multiple_girls, then solo (Animagine's order)."""
+    if not conflicts.is_count_tag(tag):
+        return 0
+    return 2 if tag in ("solo", "no_humans") else 1 if tag.startswith("multiple_") else 0
 
 
 def _entry(c: Candidate, confidence: float, not_selected: str = "") -> dict:
