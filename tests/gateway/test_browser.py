@@ -93,8 +93,10 @@ def test_tags_are_edited_before_painting(browser, gateway, out_dir):
     removed = first[-1]
     labels[-1].click()  # uncheck: removed from the list, back among the suggestions
     WebDriverWait(browser, 30).until(lambda d: removed not in _edited(d))
-    suggestion = WebDriverWait(browser, 30).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#sotai-suggestions label") or None)[0]
+    offered = WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#sotai-suggestions label") or None)
+    assert offered[0].text.split(" — ")[0] == removed  # an unchecked tag is one click from coming back
+    suggestion = offered[1]
     added = suggestion.text.split(" — ")[0]
     suggestion.click()  # one click adds it
     WebDriverWait(browser, 30).until(lambda d: added in _edited(d))
@@ -118,5 +120,6 @@ def test_tags_are_edited_before_painting(browser, gateway, out_dir):
     painted = [t.strip() for t in prompt.split(",")]
     given = painted[:len(final_list)]
     assert sorted(given) == sorted(t.replace("_", " ") for t in final_list), (given, final_list)
+    assert removed not in final_list and added in final_list
     assert "指定タグ" in browser.find_element(By.ID, "sotai-tags").text
     browser.save_screenshot(str(out_dir / "gateway-ui-edit.png"))
