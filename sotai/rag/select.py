@@ -120,10 +120,14 @@ def features(candidates: list[Candidate]) -> np.ndarray:
         if not conflicts.is_count_tag(c.tag):
             seen_in_span[span] = rank + 1
         e = c.evidence
-        rows.append([1.0, c.score, e.get("japanese_name", 0.0), e.get("alias", 0.0), e.get("gloss", 0.0),
-                     e.get("embedding", 0.0), max(len(e) - 1, 0), float(rank == 0), float(rank >= 2),
-                     min(per_span.get(span, 1), 10) / 10, covered, float(conflicts.is_count_tag(c.tag)), min(len(span), 6) / 6, c.prior,
-                     e.get("gloss", 0.0) * (rank == 0), e.get("embedding", 0.0) * (rank == 0)])
+        first = float(rank == 0)
+        f = {"bias": 1.0, "score": c.score, "japanese_name": e.get("japanese_name", 0.0), "alias": e.get("alias", 0.0),
+             "gloss": e.get("gloss", 0.0), "embedding": e.get("embedding", 0.0), "agreeing_signals": max(len(e) - 1, 0),
+             "first_of_span": first, "third_or_later_of_span": float(rank >= 2),
+             "span_candidates": min(per_span.get(span, 1), 10) / 10, "covered": covered,
+             "count_tag": float(conflicts.is_count_tag(c.tag)), "span_length": min(len(span), 6) / 6, "prior": c.prior,
+             "gloss_first": e.get("gloss", 0.0) * first, "embedding_first": e.get("embedding", 0.0) * first}
+        rows.append([f[name] for name in FEATURES])
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES))
 
 
