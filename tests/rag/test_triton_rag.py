@@ -91,3 +91,13 @@ def test_the_rag_model_carries_exactly_the_local_selection_and_dart_completes_it
     assert sorted(given) == sorted(t["tag"].replace("_", " ") for t in selected)
     assert 1 <= len(tags) - len(given) <= 15  # the `long` bucket
     assert not set(json.loads(rows[1])["negated"]) & {t["tag"].replace(" ", "_") for t in tags}
+
+
+def test_stage_select_through_the_server_is_the_local_selection(triton, local):
+    from sotai.client import SotaiClient
+    from sotai.rag.commands import selected_from_server
+    from sotai.rag.select import select_text
+
+    with SotaiClient(triton.grpc_url) as client:
+        for text in TEXTS:
+            assert selected_from_server(client, text, 20) == select_text(local, text, 20).tags
