@@ -248,6 +248,17 @@ def evaluate(queries: list[tuple], items: list[dict], calibration: Calibration) 
             "errors": errors}
 
 
+def brier(queries: list, items: list[dict], calibration: Calibration) -> float:
+    """Mean squared error of the confidences against "in gold or acceptable", over every candidate:
+    how well calibrated the confidence is (0 = perfect; always saying 0.5 gives 0.25)."""
+    errors = []
+    for r, item in zip(queries, items):
+        ok = set(item["gold"]) | set(item.get("acceptable", ()))
+        p = confidences(r.candidates, calibration)
+        errors += [(float(pi) - (c.tag in ok)) ** 2 for pi, c in zip(p, r.candidates)]
+    return float(np.mean(errors)) if errors else 0.0
+
+
 def fit(queries: list, items: list[dict], min_precision: float = 0.9) -> tuple[Calibration, dict]:
     """Fit the weights on every candidate (label: in gold or acceptable), then the threshold: the
     lowest that keeps pooled precision >= min_precision (most recall), else the best F0.5."""

@@ -105,25 +105,28 @@ def test_a_one_character_word_is_no_character_name(full_retriever):
 
 
 def selection_quality(retriever: TagRetriever) -> dict[str, dict]:
-    from sotai.rag.select import default_calibration, evaluate, profile_of
+    from sotai.rag.select import brier, default_calibration, evaluate, profile_of
 
     cal = default_calibration(profile_of(retriever))
     out = {}
     for name, items in (("calibration", load_devset()), ("fresh", load_devset(FRESH))):
-        out[name] = evaluate([retriever.query(i["text"], TOP_K) for i in items], items, cal)
+        queries = [retriever.query(i["text"], TOP_K) for i in items]
+        out[name] = {**evaluate(queries, items, cal), "brier": brier(queries, items, cal)}
     both = load_devset() + load_devset(FRESH)
     out["all"] = evaluate([retriever.query(i["text"], TOP_K) for i in both], both, cal)
     return out
 
 
 def _report(label: str, quality: dict[str, dict]) -> str:
-    return f"\n{label}: " + "; ".join(f"{k} P={m['precision']:.3f} R={m['recall']:.3f} ({m['tags_per_text']:.1f} tags/text)"
-                                   for k, m in quality.items())
+    return f"\n{label}: " + "; ".join(
+        f"{k} P={m['precision']:.3f} R={m['recall']:.3f} ({m['tags_per_text']:.1f} tags/text)"
+        + (f" Brier={m['brier']:.3f}" if "brier" in m else "") for k, m in quality.items())
 
 
 def test_selection_precision_and_recall_on_the_full_data(full_retriever):
     q = selection_quality(full_retriever)
     print(_report("full data selection", q))
+    assert q["fresh"]["brier"] < 0.12, "the confidence is not calibrated on the held-out texts"
     m = q["all"]
     assert m["precision"] >= 0.85 and m["recall"] >= 0.80, f"{_report('full', q)}; errors: {m['errors']}"
 
@@ -132,5 +135,6 @@ def test_selection_precision_and_recall_on_the_embedded_default():
     retriever = TagRetriever.from_settings(Settings(tag_data=None, vector_db_path=None, models_dir=CACHE))
     q = selection_quality(retriever)
     print(_report("embedded default selection", q))
+    assert q["fresh"]["brier"] < 0.12, "the confidence is not calibrated on the held-out texts"
     m = q["all"]
     assert m["precision"] >= 0.85 and m["recall"] >= 0.80, f"{_report('embedded', q)}; errors: {m['errors']}"
