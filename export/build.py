@@ -64,12 +64,18 @@ class ExportPlan:
 
     @property
     def repository(self) -> Path:
-        return self.out_dir / "repository"
+        """One repository per target: a GPU export never rewrites the CPU one `sotai serve` runs."""
+        return self.out_dir / repository_name(self.target)
 
     def key(self, *fields: str) -> str:
         data = {k: str(v) for k, v in asdict(self).items() if k in fields}
         data["format"] = EXPORT_FORMAT
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def repository_name(target: Target) -> str:
+    """models/<profile>/repository (cpu, what `sotai serve` serves), repository-gpu, repository-tensorrt."""
+    return "repository" if target == "cpu" else f"repository-{target}"
 
 
 STAMP = ".sotai-done"
@@ -205,6 +211,10 @@ def build_tag_index(plan: ExportPlan) -> None:
 
 def export_profile(plan: ExportPlan) -> Path:
     """Build (or bring up to date) the repository of `plan` and return its path."""
+    if plan.target == "tensorrt":
+        from sotai.diffusion.tensorrt import require_builder
+
+        require_builder()  # no TensorRT: fail now, with what to run, not after an hour of export
     steps = tqdm(total=5, desc=f"export {plan.profile}", unit="step")
     dart_src = dart_snapshot(plan)
     steps.update()
@@ -218,8 +228,8 @@ def export_profile(plan: ExportPlan) -> Path:
     if plan.target == "tensorrt":
         from sotai.diffusion.tensorrt import build_engines
 
-        # Builds model.plan files where TensorRT is present; otherwise prints the exact commands.
-        build_engines(plan.repository)
+        # Each plan is rebuilt only when its inputs changed (ONNX bytes, profiles, TensorRT version).
+        build_engines(plan.repository, echo=tqdm.write)
     write_repository(plan.repository, target=plan.target, embedding=plan.embedding)
     steps.update()
     steps.close()

@@ -25,7 +25,9 @@ ANIMAGINE = HubSnapshot(
     "cagliostrolab/animagine-xl-3.0",
     allow_patterns=(
         "model_index.json", "scheduler/*.json", "text_encoder/*.json", "text_encoder/model.safetensors",
-        "text_encoder_2/*.json", "text_encoder_2/model.safetensors", "tokenizer/*", "tokenizer_2/*",
+        "text_encoder_2/*.json", "text_encoder_2/model.safetensors",
+        # Tokenizer files by type: a bare "tokenizer/*" would also take a pickled tokenizer/*.bin.
+        "tokenizer/*.json", "tokenizer/*.txt", "tokenizer_2/*.json", "tokenizer_2/*.txt",
         "unet/*.json", "unet/diffusion_pytorch_model.safetensors", "vae/*.json",
         "vae/diffusion_pytorch_model.safetensors",
     ),

@@ -9,7 +9,9 @@ onnxruntime backend; tensorrt: plans where they exist).
 
 from __future__ import annotations
 
+import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from sotai.contracts import ONNX_MODELS, PIPELINE_CONTRACTS, Target, onnx_contract, render_config, with_parameters
@@ -43,16 +45,40 @@ def write_onnx_model(repo: Path, name: str, *, target: Target = "cpu") -> None:
     """config.pbtxt (from the graph) and, on CPU, the Python adapter for repo/<name>/1/model.onnx."""
     version_dir = repo / name / "1"
     onnx_file = version_dir / "model.onnx"
-    plan = version_dir / "model.plan"
-    if target == "tensorrt" and not plan.is_file():
-        target = "gpu"  # no engine built for this one: serve the ONNX file natively
     contract = onnx_contract(name, onnx_file, target)
-    (repo / name / "config.pbtxt").write_text(render_config(contract, gpu=target != "cpu"))
+    config = render_config(contract, gpu=target != "cpu")
+    if target == "tensorrt":
+        config = tensorrt_config(repo, name, contract)
+    (repo / name / "config.pbtxt").write_text(config)
     adapter = version_dir / "model.py"
     if target == "cpu":
         shutil.copy2(SOURCE_REPOSITORY / "onnx_model" / "1" / "model.py", adapter)
     elif adapter.exists():
         adapter.unlink()
+
+
+def tensorrt_config(repo: Path, name: str, contract) -> str:
+    """The tensorrt_plan config of one graph: the engine's own batch limit and every profile.
+
+    Triton refuses a max_batch_size above the engine's, and an instance uses only profile 0 unless
+    its instance_group lists the others.
+    """
+    from sotai.diffusion.components import COMPONENTS_DIR
+    from sotai.diffusion.tensorrt import EngineLimits, repository_specs
+    from sotai.errors import MissingArtifact
+
+    plan = repo / name / "1" / "model.plan"
+    limits = EngineLimits.load(repo / "diffusion" / "1" / COMPONENTS_DIR)
+    if not plan.is_file() or limits is None:
+        raise MissingArtifact("TensorRT engine", plan, "make export TARGET=tensorrt (on the GPU host: "
+                              "docker compose run --rm export)")
+    spec = next(s for s in repository_specs(repo, limits) if s.graph == name)
+    config = render_config(replace(contract, max_batch_size=limits.max_batch(name)), gpu=True)
+    profiles = ", ".join(f'"{i}"' for i in range(len(spec.profiles)))
+    group = re.compile(r"instance_group \[ \{ count: (\d+) kind: KIND_GPU \} \]")
+    if not group.search(config):
+        raise ValueError(f"render_config wrote no GPU instance_group for {name}: {config}")
+    return group.sub(rf"instance_group [ {{ count: \1 kind: KIND_GPU profile: [ {profiles} ] }} ]", config)
 
 
 def write_repository(repo: Path, *, target: Target = "cpu", embedding: str = "usem3") -> Path:

@@ -69,7 +69,12 @@ class Settings(BaseSettings):
     )
     openai_base_url: str | None = _env("OPENAI_BASE_URL", default=None)
     openai_embedding_model: str = _env("SOTAI_OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small")
-    triton_url: str = _env("SOTAI_TRITON_URL", default="127.0.0.1:8001")
+    triton_url: str = _env(
+        "SOTAI_TRITON_URL", default="127.0.0.1:8001",
+        description="Triton gRPC: HOST:PORT, a comma-separated list the gateway round-robins over (compose),"
+        " or dns:///NAME:PORT, every address NAME resolves to balanced by gRPC's round_robin policy"
+        " (a Kubernetes headless Service: dns:///triton:8001).",
+    )
     triton_http_url: str = _env("SOTAI_TRITON_HTTP_URL", default="127.0.0.1:8000")
     host: str = _env("SOTAI_HOST", default="127.0.0.1")
     gateway_port: int = _env("SOTAI_GATEWAY_PORT", default=7860)

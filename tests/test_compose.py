@@ -74,12 +74,13 @@ def test_the_file_is_valid_against_the_compose_specification(env):
 
 
 def test_the_schema_check_catches_mistakes():
-    broken = COMPOSE.read_text().replace("      replicas: ${TRITON_REPLICAS:-2}", "      replicas: many")
-    with pytest.raises(jsonschema.ValidationError):
-        validate(load(text=broken))
-    with pytest.raises(jsonschema.ValidationError):
-        validate(load(text=COMPOSE.read_text().replace("    shm_size: 2gb", "    shm_sise: 2gb", 1)
-                      .replace("  shm_size: 2gb", "  shm_sise: 2gb", 1)))
+    original = COMPOSE.read_text()
+    for old, new in (("      replicas: ${TRITON_REPLICAS:-2}", "      replicas: many"),
+                     ("  shm_size: 2gb", "  shm_sise: 2gb")):
+        broken = original.replace(old, new, 1)
+        assert broken != original, f"{old!r} is no longer in docker-compose.yml: update this test"
+        with pytest.raises(jsonschema.ValidationError):
+            validate(load(text=broken))
 
 
 def test_services_and_their_order(compose):
@@ -102,7 +103,9 @@ def test_triton_runs_the_pinned_ngc_image_with_a_gpu_and_the_repository(compose)
         (device,) = compose["services"][name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     triton = compose["services"]["triton"]
-    assert "./models/animagine/repository:/models:ro" in triton["volumes"]
+    # the export's own repository for its target, never the CPU one `sotai serve` uses
+    assert "./models/animagine/repository-tensorrt:/models:ro" in triton["volumes"]
+    assert "./models/animagine/repository-gpu:/models:ro" in load({"SOTAI_TARGET": "gpu"})["services"]["triton"]["volumes"]
     assert "--model-repository=/models" in triton["command"]
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
 
@@ -115,6 +118,42 @@ def test_the_export_service_runs_a_real_sotai_command(compose):
     args = build_parser().parse_args(command[1:])
     assert (args.profile, args.target) == ("animagine", "tensorrt")
     assert compose["services"]["export"]["restart"] == "no"
+    from sotai.export.build import ExportPlan
+
+    plan = ExportPlan(profile="animagine", out_dir=PROJECT_ROOT / "models" / "animagine", target=args.target)
+    mount = compose["services"]["triton"]["volumes"][0].split(":")[0]
+    assert (PROJECT_ROOT / mount).resolve() == plan.repository.resolve()  # triton serves what export wrote
+
+
+def test_each_triton_container_takes_its_own_gpu(compose, tmp_path):
+    """compose's `count: 1` gives every replica GPU 0; the slot script spreads them (real flock, 2 fake GPUs)."""
+    for name in ("triton", "triton-replica"):
+        service = compose["services"][name]
+        assert service["entrypoint"] == ["/opt/nvidia/nvidia_entrypoint.sh", "sotai-gpu-slot"]
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["count"] == "all" and "gpu-slots:/run/sotai-gpus" in service["volumes"]
+    assert "gpu-slots" in compose["volumes"]
+    dockerfile = (PROJECT_ROOT / "docker" / "triton.Dockerfile").read_text()
+    assert "COPY docker/gpu_slot.sh /usr/local/bin/sotai-gpu-slot" in dockerfile
+
+    script = PROJECT_ROOT / "docker" / "gpu_slot.sh"
+    env = {**os.environ, "SOTAI_GPU_COUNT": "2", "SOTAI_GPU_SLOTS_DIR": str(tmp_path)}
+    release = tmp_path / "release"
+    hold = f'echo $CUDA_VISIBLE_DEVICES; while [ ! -e {release} ]; do sleep 0.05; done'
+    running, got = [], []
+    try:
+        for _ in range(3):  # three replicas on two GPUs, each keeping its slot while it runs
+            running.append(subprocess.Popen(["bash", str(script), "sh", "-c", hold], env=env,
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+            got.append(running[-1].stdout.readline().strip())
+        assert got == ["0", "1", "0"]
+    finally:
+        release.touch()
+        for p in running:
+            p.wait(10)
+    again = subprocess.run(["bash", str(script), "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"], env=env,
+                           capture_output=True, text=True, timeout=10)
+    assert again.stdout.strip() == "0"  # the slots were freed with their containers
 
 
 def test_the_replicas_profile_scales_triton_behind_the_gateway():

@@ -52,3 +52,15 @@ def test_animagine_profile_exports_local_hub_snapshots_into_a_repository_triton_
         client = httpclient.InferenceServerClient(server.http_url)
         assert client.is_model_ready("sotai")
         assert client.is_model_ready("diffusion")
+
+
+def test_each_target_has_its_own_repository(tmp_path):
+    """A GPU export on a CPU box must not turn the repository `sotai serve` runs into KIND_GPU configs."""
+    from sotai.export.build import ExportPlan
+
+    plans = {t: ExportPlan(profile="tiny", out_dir=tmp_path / "tiny", target=t) for t in ("cpu", "gpu", "tensorrt")}
+    assert plans["cpu"].repository == tmp_path / "tiny" / "repository"  # Settings.repository_dir()'s default
+    assert len({p.repository for p in plans.values()}) == 3
+    from sotai.settings import Settings
+
+    assert Settings(models_dir=tmp_path, profile="tiny", repository=None).repository_dir() == plans["cpu"].repository

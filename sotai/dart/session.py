@@ -10,16 +10,91 @@ the last position's logits come back to the host for sampling.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
-from sotai.errors import MissingArtifact
+from sotai.errors import MissingArtifact, SotaiError
 from sotai.onnx_runner import default_providers
 
 # picks the next token for row b from its last logits; returns (token, prob)
 Picker = Callable[[int, np.ndarray], tuple[int, float]]
+
+log = logging.getLogger(__name__)
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+CpuFallback = Literal["fail", "warn"]
+
+
+@dataclass(frozen=True)
+class DartDevice:
+    """Where Dart runs, as data: the Triton instance's kind and GPU, and what to do when onnxruntime
+    cannot use that GPU (it then quietly runs on the CPU, ~10x slower): fail the load (default) or warn."""
+
+    kind: Literal["cpu", "gpu"] = "cpu"
+    device_id: int = 0
+    cpu_fallback: CpuFallback = "fail"
+
+    @classmethod
+    def for_instance(cls, args: dict, cpu_fallback: str = "fail") -> "DartDevice":
+        """From a Triton Python model's `initialize` args (model_instance_kind, model_instance_device_id)."""
+        if cpu_fallback not in ("fail", "warn"):
+            raise SotaiError(f"dart config parameter cpu_fallback={cpu_fallback!r} is invalid: must be fail or warn")
+        if args.get("model_instance_kind") == "GPU":
+            return cls("gpu", int(args.get("model_instance_device_id", 0) or 0), cpu_fallback)
+        return cls("cpu", 0, cpu_fallback)
+
+    def providers(self) -> list:
+        """onnxruntime's providers argument. device_id is an int: ORT's options come back as strings."""
+        if self.kind == "gpu":
+            return [(CUDA, {"device_id": self.device_id}), CPU]
+        return [CPU]
+
+
+def preload_cuda_libraries() -> str | None:
+    """Load onnxruntime's CUDA and cuDNN libraries before the CUDA provider needs them; None if done.
+
+    In Triton's Python stub nothing else has loaded them, and a CUDA provider whose libraries do
+    not load is dropped without an exception (ORT only logs it). onnxruntime >= 1.21 has
+    `preload_dlls`; older ones rely on the loader's path. Returns what went wrong, for the log.
+    """
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} has no {CUDA}: install onnxruntime-gpu (docker/requirements-gpu.txt)"
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return None
+    try:
+        preload(cuda=True, cudnn=True, msvc=False)
+    except Exception as exc:  # noqa: BLE001 - reported, then the session check decides
+        return f"onnxruntime.preload_dlls failed: {exc}"
+    return None
+
+
+def check_providers(in_use: list[str], device: DartDevice, why: str | None = None) -> str:
+    """The line to log about the providers a session really uses; on a GPU instance that got only
+    the CPU, a SotaiError (cpu_fallback=fail) or a warning line (warn)."""
+    line = f"dart: onnxruntime providers in use {in_use} (instance: {device.kind} {device.device_id})"
+    if device.kind != "gpu" or (in_use and in_use[0] == CUDA):
+        return line
+    problem = (f"dart is on GPU {device.device_id} but onnxruntime runs it on {in_use[0] if in_use else 'nothing'}"
+               + (f" ({why})" if why else "") + ". Fix the CUDA setup (onnxruntime-gpu for CUDA 12, "
+               "docker/requirements-gpu.txt), or set the dart config parameter cpu_fallback to \"warn\" to serve on the CPU")
+    if device.cpu_fallback == "fail":
+        raise SotaiError(problem)
+    log.warning(problem)
+    return "WARNING: " + problem
+
+
+def ort_device(providers_in_use: list[str], provider_options: dict) -> tuple[str, int]:
+    """(OrtValue device, id) of a session's first provider; ORT reports device_id as a string."""
+    if providers_in_use and providers_in_use[0] == CUDA:
+        return "cuda", int(provider_options.get(CUDA, {}).get("device_id", 0) or 0)
+    return "cpu", 0
 
 
 class OnnxDecoder:
@@ -52,8 +127,8 @@ class OnnxDecoder:
         missing = {"logits", *self.present_names} - {o.name for o in self.session.get_outputs()}
         if missing:
             raise MissingArtifact("Dart ONNX graph", self.path, "make export", detail=f"missing outputs {sorted(missing)}")
-        provider = self.session.get_providers()[0]
-        self.device = ("cuda", self.session.get_provider_options()[provider].get("device_id", 0)) if provider == "CUDAExecutionProvider" else ("cpu", 0)
+        self.providers = self.session.get_providers()  # what ORT really uses (it drops a CUDA it cannot load)
+        self.device = ort_device(self.providers, self.session.get_provider_options())
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Full-sequence logits [B, T, V] with an empty cache (used by parity checks)."""

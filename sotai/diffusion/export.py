@@ -197,10 +197,14 @@ def convert_to_fp16(onnx_path: Path) -> None:
 
     onnxruntime's converter keeps the ops it knows to be unsafe in fp16 (its default block list)
     in fp32 behind casts, plus Resize, whose `scales` input must stay fp32 (the upsamplers' nearest
-    2x Resize is exact in either precision). Graphs over 2 GB keep their weights in `model.onnx_data`.
+    2x Resize is exact in either precision). The UNet's `timestep` input and its sinusoidal
+    embedding stay fp32, as in diffusers (sotai.diffusion.fp16). Graphs over 2 GB keep their
+    weights in `model.onnx_data`.
     """
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from sotai.diffusion.fp16 import drop_cast_round_trips, timestep_embedding_nodes
 
     # The converter needs every value's type; infer them from the path (works past protobuf's 2 GB,
     # unlike inference on a loaded proto), beside the original so external data still resolves.
@@ -208,9 +212,12 @@ def convert_to_fp16(onnx_path: Path) -> None:
     onnx.shape_inference.infer_shapes_path(str(onnx_path), str(inferred))
     model = onnx.load(str(inferred))  # with its external data, if any
     inferred.unlink()
+    embedding = timestep_embedding_nodes(model)
     model = convert_float_to_float16(
-        model, keep_io_types=False, disable_shape_infer=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"]
+        model, keep_io_types=["timestep"] if embedding else False, disable_shape_infer=True,
+        op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"], node_block_list=embedding,
     )
+    drop_cast_round_trips(model)
     for stale in onnx_path.parent.glob("model.onnx*"):
         stale.unlink()
     try:

@@ -2,6 +2,12 @@
 
 `SdxlGenerator.__call__` follows diffusers' `StableDiffusionXLPipeline.__call__` step by step, so that
 on the same weights and seed it paints the same picture; the parity test holds it to that.
+
+The loop works on torch tensors on one device (`device`: the GPU of the Triton instance, or the
+CPU): embeddings, latents and the scheduler stay there between steps. A runner marked
+`device_tensors = True` (the BLS runner: DLPack in and out) takes and returns torch tensors; any
+other runner takes and returns numpy arrays (ONNX Runtime in-process) and is wrapped. Only the
+finished images (and, when streaming, one small preview latent per step) come back to the host.
 """
 
 from __future__ import annotations
@@ -19,14 +25,33 @@ from sotai.diffusion.png import PngParameters, encode_png
 from sotai.diffusion.preview import latent_preview
 from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
 from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
-from sotai.errors import MissingArtifact, StageError
+from sotai.errors import InvalidInput, MissingArtifact, StageError
 from sotai.limits import PROMPT_MAX_CHARS, GenerationParams, check_text
 
-Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Runner = Callable[[dict], dict]  # named tensors in, named tensors out (torch, or numpy: see the module doc)
 # progress(step, total_steps, preview): step counts 1..total; preview is a small HxWx3 uint8 of image 0.
 Progress = Callable[[int, int, "np.ndarray | None"], None]
 
-_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "int32": torch.int32}[name]
+
+
+def tensor_runner(runner: Runner) -> Runner:
+    """The runner as one over torch tensors: a numpy runner gets host copies, its outputs wrapped (no copy)."""
+    import torch
+
+    if getattr(runner, "device_tensors", False):
+        return runner
+
+    def run(inputs: dict) -> dict:
+        outputs = runner({k: v.detach().cpu().numpy() for k, v in inputs.items()})
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in outputs.items()}
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -54,20 +79,29 @@ class SdxlGenerator:
     components_dir holds the tokenizers, the scheduler and VAE configs, model_index.json and the
     manifest written by `export_sdxl_onnx`. Each runner maps the graph's named inputs to its named
     outputs (the ONNX tensor names). max_batch: the most rows one runner call may carry (the
-    Triton models' max_batch_size); larger batches are split.
+    Triton models' max_batch_size); larger batches are split. TensorRT engines' own limits
+    (components/engine_limits.json, sotai.diffusion.tensorrt) narrow both, and requests outside
+    them are refused up front. device: where the loop's tensors live ("cpu", "cuda:0", ...).
     """
 
-    def __init__(self, components_dir: Path, runners: Mapping[str, Runner], *, max_batch: int = 16):
+    def __init__(self, components_dir: Path, runners: Mapping[str, Runner], *, max_batch: int = 16,
+                 device: str = "cpu"):
+        import torch
         from transformers import CLIPTokenizer
+
+        from sotai.diffusion.tensorrt import EngineLimits
 
         self.components_dir = Path(components_dir)
         missing = [g for g in GRAPHS if g not in runners]
         if missing:
             raise ValueError(f"runners is missing {missing}; it needs one callable per graph in {list(GRAPHS)}")
-        self.runners = dict(runners)
-        self.max_batch = max_batch
+        self.runners = {g: tensor_runner(r) for g, r in runners.items()}
+        self.device = torch.device(device)
+        self.engine_limits = EngineLimits.load(self.components_dir)
+        self.max_batch = {g: min(max_batch, self.engine_limits.max_batch(g)) if self.engine_limits else max_batch
+                          for g in GRAPHS}
         self.manifest = Manifest.load(self.components_dir)
-        self.float_dtype = _NP_DTYPES[self.manifest.input_dtype("unet", "sample")]
+        self.float_dtype = _torch_dtype(self.manifest.input_dtype("unet", "sample"))
         self.tokenizers = [
             CLIPTokenizer.from_pretrained(self.components_dir / name) for name in ("tokenizer", "tokenizer_2")
         ]
@@ -91,6 +125,7 @@ class SdxlGenerator:
 
         # 1. Check inputs before any compute.
         params = params.checked()
+        self.check_engine_limits(params)
         prompt = check_text("prompt", prompt, max_chars=PROMPT_MAX_CHARS)
         prompt, negative = animagine_prompts(
             prompt, params.negative_prompt, rating=params.rating,
@@ -105,27 +140,27 @@ class SdxlGenerator:
 
         # 3. Prepare timesteps.
         scheduler = make_scheduler(params.scheduler, self.scheduler_config)
-        scheduler.set_timesteps(params.steps)
+        scheduler.set_timesteps(params.steps, device=self.device)
 
-        # 4. Prepare latents from the seed.
+        # 4. Prepare latents from the seed (drawn on the CPU generator, as diffusers does, then moved).
         latents = self.prepare_latents(params.num_images, params.height, params.width, generator)
-        latents = latents * scheduler.init_noise_sigma
+        latents = latents.to(self.device) * scheduler.init_noise_sigma
 
         # 5. Added conditioning: the pooled text embedding and the size/crop time ids. Rows are
         #    [negative x n, positive x n]: the CFG pair goes to the UNet as one batch.
         n = params.num_images
         rows = embeds.shape[0] * n
         cond = {
-            "encoder_hidden_states": np.repeat(embeds, n, axis=0),
-            "text_embeds": np.repeat(pooled, n, axis=0),
-            "time_ids": np.repeat(self.add_time_ids(params.height, params.width), rows, axis=0),
+            "encoder_hidden_states": embeds.repeat_interleave(n, dim=0),
+            "text_embeds": pooled.repeat_interleave(n, dim=0),
+            "time_ids": self.add_time_ids(params.height, params.width).repeat(rows, 1),
         }
 
         # 6. Denoising loop.
         for i, t in enumerate(scheduler.timesteps):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = torch.from_numpy(self.unet(model_input.numpy(), float(t), cond))
+            noise_pred = self.unet(model_input, t, cond)
             if do_cfg:
                 uncond, text = noise_pred.chunk(2)
                 noise_pred = uncond + params.cfg_scale * (text - uncond)
@@ -133,10 +168,10 @@ class SdxlGenerator:
             latents = out.prev_sample
             if progress is not None:
                 x0 = getattr(out, "pred_original_sample", None)
-                progress(i + 1, params.steps, latent_preview((x0 if x0 is not None else latents)[0].numpy()))
+                progress(i + 1, params.steps, latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
 
         # 7. Decode to uint8 images and PNGs.
-        images = self.decode(latents.numpy())
+        images = self.decode(latents)
         sampler = A1111_NAMES[params.scheduler]
         pngs = [
             encode_png(img, PngParameters(
@@ -151,13 +186,29 @@ class SdxlGenerator:
 
     # -- the steps -------------------------------------------------------------------------------
 
-    def encode_prompt(self, prompt: str, negative: str | None, do_cfg: bool) -> tuple[np.ndarray, np.ndarray]:
-        """-> (embeds [1 or 2, seq, D1+D2], pooled [1 or 2, P]); with CFG row 0 is the negative.
+    def check_engine_limits(self, params: GenerationParams) -> None:
+        """Requests the TensorRT engines cannot take are refused here, naming the field and the limit."""
+        limits = self.engine_limits
+        if limits is None:
+            return
+        if params.num_images > limits.max_images:
+            raise InvalidInput("num_images", params.num_images,
+                               f"must be at most {limits.max_images} with this repository's TensorRT engines")
+        if not any(s.covers(params.width, params.height) for s in limits.sizes):
+            boxes = "; ".join(f"{s.width[0]}-{s.width[1]} x {s.height[0]}-{s.height[1]}" for s in limits.sizes)
+            raise InvalidInput("width", f"{params.width}x{params.height}",
+                               f"width x height must lie in one of the TensorRT engines' size ranges ({boxes})")
+
+    def encode_prompt(self, prompt: str, negative: str | None, do_cfg: bool):
+        """-> (embeds [1 or 2, seq, D1+D2], pooled [1 or 2, P]) torch tensors on the loop's device;
+        with CFG row 0 is the negative.
 
         negative None with CFG: zeros when the model says `force_zeros_for_empty_prompt` (SDXL
         does), else the empty string, as diffusers does for `negative_prompt=None`. An empty
         string negative prompt counts as None.
         """
+        import torch
+
         texts = [prompt]
         zero_negative = do_cfg and not negative and self.force_zeros_for_empty_prompt
         if do_cfg and not zero_negative:
@@ -166,22 +217,28 @@ class SdxlGenerator:
         fields = ("prompt", "negative_prompt")
         per_encoder = [[token_chunks(tok, t, field) for t, field in zip(texts, fields)] for tok in self.tokenizers]
         n_chunks = max(len(r) for rows in per_encoder for r in rows)
+        if self.engine_limits is not None and n_chunks > self.engine_limits.max_chunks:
+            body = self.tokenizers[0].model_max_length - 2
+            field = next(f for rows in per_encoder for r, f in zip(rows, fields) if len(r) == n_chunks)
+            raise InvalidInput(field, f"<{n_chunks} chunks of {body} tokens>",
+                               f"must be at most {self.engine_limits.max_chunks * body} CLIP tokens with this "
+                               "repository's TensorRT engines")
         encoded, pooled = [], None
         for graph, tokenizer, hidden, rows in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names, per_encoder):
-            ids = np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r in rows])
+            ids = torch.from_numpy(np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r in rows])).to(self.device)
             out = self._run(graph, {"input_ids": ids})
             states = out[hidden].reshape(len(texts), n_chunks * ids.shape[1], -1)  # chunks along the sequence
             encoded.append(states)
             if graph == "text_encoder_2":
                 # The pooled output of each text's first chunk (its start, as A1111 does for long prompts).
                 pooled = out[self.manifest.text_encoder_2_pooled].reshape(len(texts), n_chunks, -1)[:, 0]
-        embeds = np.concatenate(encoded, axis=-1)
+        embeds = torch.cat(encoded, dim=-1)
         if zero_negative:
-            embeds = np.concatenate([np.zeros_like(embeds), embeds])
-            pooled = np.concatenate([np.zeros_like(pooled), pooled])
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+            pooled = torch.cat([torch.zeros_like(pooled), pooled])
         elif do_cfg:
-            embeds, pooled = embeds[::-1], pooled[::-1]  # negative first, as diffusers concatenates
-        return np.ascontiguousarray(embeds, dtype=self.float_dtype), np.ascontiguousarray(pooled, dtype=self.float_dtype)
+            embeds, pooled = embeds.flip(0), pooled.flip(0)  # negative first, as diffusers concatenates
+        return embeds.to(self.float_dtype).contiguous(), pooled.to(self.float_dtype).contiguous()
 
     def prepare_latents(self, num_images: int, height: int, width: int, generator) -> "torch.Tensor":
         import torch
@@ -190,39 +247,50 @@ class SdxlGenerator:
                  height // self.vae_scale_factor, width // self.vae_scale_factor)
         return torch.randn(shape, generator=generator, dtype=torch.float32)
 
-    def add_time_ids(self, height: int, width: int) -> np.ndarray:
-        # original size, crop top-left, target size; SDXL conditions on all six numbers.
-        return np.array([[height, width, 0, 0, height, width]], dtype=self.float_dtype)
+    def add_time_ids(self, height: int, width: int) -> "torch.Tensor":
+        import torch
 
-    def unet(self, sample: np.ndarray, t: float, cond: dict[str, np.ndarray]) -> np.ndarray:
+        # original size, crop top-left, target size; SDXL conditions on all six numbers.
+        return torch.tensor([[height, width, 0, 0, height, width]], dtype=self.float_dtype, device=self.device)
+
+    def unet(self, sample: "torch.Tensor", t, cond: dict) -> "torch.Tensor":
+        import torch
+
+        timestep_dtype = _torch_dtype(self.manifest.input_dtype("unet", "timestep"))
         inputs = {
-            "sample": sample.astype(self.float_dtype),
-            "timestep": np.full((sample.shape[0], 1), t, dtype=_NP_DTYPES[self.manifest.input_dtype("unet", "timestep")]),
+            "sample": sample.to(self.float_dtype),
+            "timestep": torch.full((sample.shape[0], 1), float(t), dtype=timestep_dtype, device=self.device),
             **cond,
         }
-        return self._run("unet", inputs)["out_sample"].astype(np.float32)
+        return self._run("unet", inputs)["out_sample"].to(torch.float32)
 
-    def decode(self, latents: np.ndarray) -> list[np.ndarray]:
+    def decode(self, latents: "torch.Tensor") -> list[np.ndarray]:
+        import torch
+
         cfg = self.vae_config
         if cfg.get("latents_mean") is not None and cfg.get("latents_std") is not None:
-            mean = np.asarray(cfg["latents_mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-            std = np.asarray(cfg["latents_std"], dtype=np.float32).reshape(1, -1, 1, 1)
+            mean = torch.tensor(cfg["latents_mean"], dtype=torch.float32, device=latents.device).reshape(1, -1, 1, 1)
+            std = torch.tensor(cfg["latents_std"], dtype=torch.float32, device=latents.device).reshape(1, -1, 1, 1)
             latents = latents * std / cfg["scaling_factor"] + mean
         else:
             latents = latents / cfg["scaling_factor"]
-        dtype = _NP_DTYPES[self.manifest.input_dtype("vae_decoder", "latent_sample")]
-        sample = self._run("vae_decoder", {"latent_sample": latents.astype(dtype)})["sample"].astype(np.float32)
-        images = np.clip(sample / 2 + 0.5, 0.0, 1.0).transpose(0, 2, 3, 1)
-        return list((images * 255).round().astype(np.uint8))
+        dtype = _torch_dtype(self.manifest.input_dtype("vae_decoder", "latent_sample"))
+        sample = self._run("vae_decoder", {"latent_sample": latents.to(dtype)})["sample"].to(torch.float32)
+        images = (sample / 2 + 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+        # The one host copy of the loop: the finished pictures, as uint8.
+        return list((images * 255).round().to(torch.uint8).cpu().numpy())
 
     # -- calling the graphs ----------------------------------------------------------------------
 
-    def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call one graph, in slices of at most max_batch rows; a failure keeps the graph's name."""
+    def _run(self, graph: str, inputs: dict) -> dict:
+        """Call one graph, in slices of at most its max batch rows; a failure keeps the graph's name."""
+        import torch
+
         rows = next(iter(inputs.values())).shape[0]
+        step = self.max_batch[graph]
         parts = []
-        for start in range(0, rows, self.max_batch):
-            part = {k: np.ascontiguousarray(v[start:start + self.max_batch]) for k, v in inputs.items()}
+        for start in range(0, rows, step):
+            part = {k: v[start:start + step].contiguous() for k, v in inputs.items()}
             try:
                 parts.append(self.runners[graph](part))
             except StageError:
@@ -231,5 +299,5 @@ class SdxlGenerator:
                 raise StageError(graph, f"{type(exc).__name__}: {exc}") from exc
         if len(parts) == 1:
             return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 

@@ -83,3 +83,11 @@ def read_png_parameters(png: bytes) -> dict[str, str]:
 
     with Image.open(io.BytesIO(png)) as im:
         return parse_parameters(im.text[PARAMETERS_KEY])
+
+
+def decode_png(png: bytes) -> np.ndarray:
+    """PNG bytes -> HxWx3 uint8 pixels (compare these, never the bytes: the text chunk differs per image)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))

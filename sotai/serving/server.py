@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,26 +40,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+STUB_NAME = "triton_python_backend_stub"
+# The folder the NGC image's Triton runs its Python backend from (docker/triton.Dockerfile links our stub here).
+IMAGE_PYTHON_BACKEND = Path("/opt/tritonserver/backends/python")
+
+
+def wheel_stub(python_tag: str = PYTHON_TAG) -> Path:
+    """The nvidia-pytriton wheel's Python-backend stub built for Python `python_tag`."""
+    stub = _pytriton_dir() / "tritonserver" / "python_backend_stubs" / python_tag / STUB_NAME
+    if not stub.is_file():
+        raise SotaiError(f"nvidia-pytriton has no Python backend stub for Python {python_tag}")
+    return stub
+
+
+def install_python_stub(python_backend_dir: Path, python_tag: str = PYTHON_TAG) -> Path:
+    """Put the wheel's stub into a Triton Python-backend folder, as a symbolic link, never a copy.
+
+    This decides the stub's environment for the embedded server and the GPU image alike. The stub
+    finds its libraries (libcudart, ...) through RPATH=$ORIGIN/../../../../nvidia_pytriton.libs, and
+    for an executable $ORIGIN is the folder of the file the kernel ran (/proc/self/exe, links
+    resolved): through a link it is the wheel's own folder and the path resolves with no
+    LD_LIBRARY_PATH; a copy elsewhere (what the image did) finds nothing and every model fails to load.
+    """
+    stub = wheel_stub(python_tag)
+    python_backend_dir.mkdir(parents=True, exist_ok=True)
+    _link(stub, python_backend_dir / STUB_NAME)
+    return python_backend_dir / STUB_NAME
+
+
 def prepare_backend_dir(work_dir: Path) -> Path:
-    """Assemble `backends/python/` = the wheel's Python backend + the stub for our Python."""
+    """Assemble `backends/python/` = the wheel's Python backend + the stub for our Python (links)."""
     src = _pytriton_dir() / "tritonserver"
     backends = work_dir / "backends"
     python_dir = backends / "python"
-    stub = src / "python_backend_stubs" / PYTHON_TAG / "triton_python_backend_stub"
-    if not stub.is_file():
-        raise SotaiError(f"nvidia-pytriton has no Python backend stub for Python {PYTHON_TAG}")
     python_dir.mkdir(parents=True, exist_ok=True)
     for item in (src / "backends" / "python").iterdir():
         if item.is_file():
-            _copy_if_changed(item, python_dir / item.name)
-    _copy_if_changed(stub, python_dir / stub.name)
+            _link(item, python_dir / item.name)
+    install_python_stub(python_dir)
     return backends
 
 
-def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.exists() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
+def _link(src: Path, dst: Path) -> None:
+    """dst -> src as a symbolic link (replacing a copy or a stale link left by an older checkout)."""
+    if dst.is_symlink() and Path(os.readlink(dst)) == src:
         return
-    shutil.copy2(src, dst)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    dst.symlink_to(src)
 
 
 class TritonStartupError(SotaiError):
@@ -183,12 +210,13 @@ class TritonServer:
         """The stub must import this venv's packages and the `sotai` library."""
         site = _pytriton_dir().parent
         env = dict(os.environ)
-        libs = [str(site / "nvidia_pytriton.libs")]
-        # The stub links libpython3.X.so; it must be the one of the interpreter whose extension
-        # modules (lib-dynload: _ssl, ...) it will import, not another build found by the loader.
+        # The wheel's own libraries need no path: the stub is linked, not copied (install_python_stub).
+        # It links libpython3.X.so; that must be the one of the interpreter whose extension modules
+        # (lib-dynload: _ssl, ...) it will import, not another build found by the loader.
+        libs = []
         own_lib = Path(sys.base_prefix) / "lib"
         if (own_lib / f"libpython{PYTHON_TAG}.so.1.0").exists():
-            libs.insert(0, str(own_lib))
+            libs.append(str(own_lib))
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*libs, env.get("LD_LIBRARY_PATH", "")) if p)
         env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
         project_root = Path(__file__).resolve().parents[2]
@@ -255,3 +283,21 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sotai.serving.server install-stub [DIR]`: what docker/triton.Dockerfile runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sotai.serving.server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stub = sub.add_parser("install-stub", help="link the wheel's Python-backend stub into a Triton backend folder")
+    stub.add_argument("backend_dir", nargs="?", type=Path, default=IMAGE_PYTHON_BACKEND)
+    args = parser.parse_args(argv)
+    target = install_python_stub(args.backend_dir)
+    print(f"{target} -> {os.readlink(target)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -130,7 +130,14 @@ def test_no_tag_appears_twice(completer):
 
 def test_generation_stops_at_max_new_tokens(completer):
     for n in (1, 3, 7):
-        assert len(added(complete(completer, seed=2, max_new_tokens=n))) <= n
+        # min_new_tokens = n masks the end tokens, so the limit is what stops it: exactly n, not "at most".
+        assert len(added(complete(completer, seed=2, min_new_tokens=n, max_new_tokens=n))) == n
+        assert len(added(complete(completer, seed=2, min_new_tokens=1, max_new_tokens=n))) in range(1, n + 1)
+
+
+def test_min_new_tokens_holds_the_end_back(completer):
+    for seed in range(6):
+        assert len(added(complete(completer, seed=seed, min_new_tokens=5, max_new_tokens=30))) >= 5
 
 
 def test_generation_ends_at_end_tokens_not_at_the_limit(completer):

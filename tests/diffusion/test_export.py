@@ -63,3 +63,16 @@ def test_the_exported_unet_matches_pytorch_at_another_size_and_batch(tiny_sdxl, 
         ).sample.numpy()
     assert got.shape == (batch, 4, h, w)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# Triton 24.10's onnxruntime backend is onnxruntime 1.19: ONNX IR version <= 10, default-domain opset <= 21.
+TRITON_2410_MAX_IR, TRITON_2410_MAX_OPSET = 10, 21
+
+
+def test_graphs_load_in_the_gpu_images_onnxruntime_backend(tiny_sdxl_onnx):
+    import onnx
+
+    for graph in GRAPHS:
+        model = onnx.load(str(tiny_sdxl_onnx[graph]), load_external_data=False)
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        assert model.ir_version <= TRITON_2410_MAX_IR and opset <= TRITON_2410_MAX_OPSET, (graph, model.ir_version, opset)

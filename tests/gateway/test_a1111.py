@@ -13,6 +13,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -72,7 +73,10 @@ def test_full_front_end_body_with_batches_and_iterations(url):
     assert len(r["images"]) == 4
     assert info["all_seeds"] == [1000, 1000, 1002, 1002], "iteration k uses seed + k * batch_size"
     assert info["sampler_name"] == "DPM++ 2M Karras" and info["cfg_scale"] == 6.5
-    assert r["images"][0] != r["images"][2]
+    pixels = [np.asarray(decode(i).convert("RGB"), dtype=np.int64) for i in r["images"]]
+    # Decoded pixels, not base64 PNGs (those differ by their parameters chunk even for equal pixels).
+    assert np.abs(pixels[0] - pixels[2]).mean() > 1.0, "iteration 2 paints with another seed"
+    assert np.abs(pixels[0] - pixels[1]).mean() > 1.0, "a batch's images are distinct"
     # Nothing silently dropped: what has no effect here is listed.
     assert {"hr_upscaler", "hr_scale", "denoising_strength", "override_settings.CLIP_stop_at_last_layers"} <= \
         set(info["sotai"]["ignored"])
@@ -118,7 +122,9 @@ def test_progress_while_idle_and_while_painting(url):
 
     threading.Thread(target=paint, daemon=True).start()
     seen = []
+    deadline = time.monotonic() + 120
     while not done.is_set():
+        assert time.monotonic() < deadline, "the txt2img request never finished"
         state = requests.get(f"{url}/sdapi/v1/progress", timeout=10).json()
         if state["state"]["job_count"]:
             seen.append(state)

@@ -200,6 +200,27 @@ def test_replicas_round_robin_and_skip_one_that_is_down(triton, test_settings):
     assert replicas == {dead: False, triton.grpc_url: True}
 
 
+def test_two_live_replicas_take_turns(triton, test_settings):
+    from .tcp_proxy import CountingProxy
+
+    host, port = triton.grpc_url.rsplit(":", 1)
+    replicas = [CountingProxy(host, int(port)), CountingProxy(host, int(port))]
+    app = create_app(test_settings, triton_urls=",".join(r.url for r in replicas), api_key="", ui=False)
+    try:
+        with TestClient(app) as c:
+            served_by = []
+            for _ in range(4):
+                before = [r.bytes_up for r in replicas]
+                assert c.post("/v1/tags", json={"text": SCENE, "seed": 1}).status_code == 200
+                grew = [r.bytes_up > b for r, b in zip(replicas, before)]
+                assert grew.count(True) == 1, grew  # one request, one replica
+                served_by.append(grew.index(True))
+    finally:
+        for r in replicas:
+            r.close()
+    assert served_by in ([0, 1, 0, 1], [1, 0, 1, 0]), served_by
+
+
 def test_gateway_command_binds_localhost_by_default():
     import argparse
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from sotai.contracts import PIPELINE_CONTRACTS
+from sotai.errors import SotaiError
 from sotai.serving import bench
 
 JSON_TYPES = {"STRING": str, "INT32": int, "INT64": int, "FP32": (int, float)}
@@ -45,17 +46,19 @@ def test_perf_csv_becomes_points_summary_and_plot(tmp_path):
 
 
 def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsys):
+    # Only a missing binary skips (a machine without ../shared/tools); any other error fails the test.
     try:
         binary = bench.find_perf_analyzer()
-    except Exception as exc:
+    except SotaiError as exc:
+        if "perf_analyzer not found" not in str(exc):
+            raise
         pytest.skip(str(exc))
-    if shutil.which("locust") is None and not _module("locust"):
-        pytest.skip("locust is not installed")
+    assert shutil.which("locust") or _module("locust"), "locust is a test dependency (requirements.lock)"
     from sotai.cli import main
 
     out = bench.PROJECT_ROOT / "out" / "test" / "bench"  # perf_analyzer may run in a chroot that sees only the checkout
     code = main(["bench", "triton", "--url", triton.grpc_url, "--models", "rag", "--concurrency", "1",
-                 "--requests", "8", "--out", str(out), "--gateway-users", "1", "--gateway-time", "4s", "--json",
+                 "--requests", "8", "--out", str(out), "--gateway-users", "1", "--gateway-time", "10s", "--json",
                  "--perf-analyzer", binary])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import pytest
 from PIL import Image
@@ -77,7 +78,7 @@ def test_http_protocol_gives_the_same_result(triton, reference):
         assert streamed.images == reference.images
 
 
-def test_asyncio_client_runs_requests_concurrently(triton, reference):
+def test_asyncio_client_answers_every_route_at_once(triton, reference):
     async def main():
         async with AsyncSotaiClient(triton.grpc_url) as c:
             seen = []
@@ -92,6 +93,26 @@ def test_asyncio_client_runs_requests_concurrently(triton, reference):
     assert plain.images == reference.images == streamed.images
     assert tags.prompt == reference.prompt
     assert seen and seen[-1].stage == "diffusion"
+
+
+def test_asyncio_client_runs_requests_concurrently(triton):
+    # Long enough to paint (16 steps) that the tags call, started after it, is answered first when the
+    # calls overlap; a client that awaited each call in turn would answer the tags call last.
+    slow = GenerationParams(steps=16, width=512, height=512, seed=5)
+    finished: dict[str, float] = {}
+
+    async def timed(name, call):
+        result = await call
+        finished[name] = time.monotonic()
+        return result
+
+    async def main():
+        async with AsyncSotaiClient(triton.grpc_url) as c:
+            await asyncio.gather(timed("image", c.generate(GenerateRequest(SCENE, slow))),
+                                 timed("tags", c.tags(SCENE, FAST)))
+
+    asyncio.run(main())
+    assert finished["tags"] < finished["image"], finished
 
 
 def test_random_seed_is_drawn_once_so_the_returned_seed_reproduces_tags_and_image(client):

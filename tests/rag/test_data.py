@@ -144,13 +144,29 @@ def test_download_resumes_a_partial_file(tmp_path):
     payload = b"1girl,0,10,\n" * 100
     (tmp_path / "danbooru_tags.csv.part").write_bytes(payload[:300])
 
+    ranges = []
+
     def handler(request: httpx.Request) -> httpx.Response:
-        start = int(request.headers["range"].split("=")[1].rstrip("-"))
-        return httpx.Response(206, content=payload[start:])
+        ranges.append(request.headers.get("range"))
+        start = int(request.headers["range"].removeprefix("bytes=").rstrip("-")) if "range" in request.headers else 0
+        return httpx.Response(206 if start else 200, content=payload[start:],
+                              headers={"content-range": f"bytes {start}-{len(payload) - 1}/{len(payload)}"})
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
     path = fetch(RemoteFile("danbooru_tags.csv", "https://example.invalid/danbooru.csv"), tmp_path, client)
     assert path.read_bytes() == payload and not (tmp_path / "danbooru_tags.csv.part").exists()
+    # Resumed: one request for the missing bytes only, not a fresh fetch from 0.
+    assert ranges == ["bytes=300-"]
+
+
+def test_download_starts_over_when_the_server_ignores_range(tmp_path):
+    from sotai.rag.download import RemoteFile, fetch
+
+    payload = b"1girl,0,10,\n" * 100
+    (tmp_path / "danbooru_tags.csv.part").write_bytes(b"stale bytes")
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=payload)))
+    path = fetch(RemoteFile("danbooru_tags.csv", "https://example.invalid/danbooru.csv"), tmp_path, client)
+    assert path.read_bytes() == payload
 
 
 def test_download_without_network_says_what_to_do(tmp_path):

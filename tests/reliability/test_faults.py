@@ -62,9 +62,9 @@ def test_gateway_answers_503_while_triton_is_down_and_recovers_by_itself(tiny_re
 
             # Down: every endpoint that needs Triton says 503 + Retry-After; the process itself is fine.
             for path, body in (("/v1/tags", {"text": SCENE}), ("/v1/images", {"text": SCENE}),
-                               ("/v1/images/stream", None), ("/sdapi/v1/txt2img", {"prompt": "1girl"})):
-                if body is not None:
-                    assert_unavailable(http.post(path, json=body))
+                               ("/sdapi/v1/txt2img", {"prompt": "1girl"})):
+                assert_unavailable(http.post(path, json=body))
+            assert_stream_unavailable(http.post("/v1/images/stream", json={"text": SCENE}))
             assert_unavailable(http.get("/readyz"))
             assert http.get("/healthz").status_code == 200
             time.sleep(3)  # long enough for gRPC's reconnect backoff to grow
@@ -98,6 +98,18 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert int(response.headers["retry-after"]) > 0
     if not response.request.url.path.endswith("readyz"):
         assert "make serve" in response.json()["detail"]
+
+
+def assert_stream_unavailable(response: httpx.Response) -> None:
+    """The SSE stream has opened (200) before Triton is asked: its one event is an `error` with status 503."""
+    assert response.status_code == 200, response.text
+    events = [block for block in response.text.replace("\r\n", "\n").split("\n\n") if block.strip()
+              and not block.startswith(":")]
+    assert len(events) == 1, events
+    lines = dict(line.split(": ", 1) for line in events[0].splitlines() if ": " in line)
+    assert lines["event"] == "error", events
+    error = json.loads(lines["data"])
+    assert error["status"] == 503 and "make serve" in error["detail"], error
 
 
 # -- start-up with broken files -------------------------------------------------------------------

@@ -14,7 +14,7 @@ Outputs:
   PROMPT      TYPE_STRING [1]  the same tags, comma-separated
 Files: <model_repository>/dart/<version>/model.onnx + tokenizer.json + config.json.
 Config parameters (optional): temperature, top_p, top_k, max_new_tokens, ban_tags (JSON list),
-length, identity, threads.
+length, identity, threads, cpu_fallback (fail | warn: a GPU instance whose onnxruntime cannot use the GPU).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sotai.dart import DartRequest, DartSampling, TagCompleter
+from sotai.dart.session import DartDevice, check_providers, preload_cuda_libraries
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import SEED_RANGE, check_int, decode_utf8
 
@@ -53,21 +54,18 @@ def _model_dir(repository: Path, version: str) -> Path:
     return repository / version  # TagCompleter names the missing file and `make export`
 
 
-def _providers(args: dict) -> list | None:
-    import onnxruntime as ort
-
-    if args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
-        return [("CUDAExecutionProvider", {"device_id": int(args.get("model_instance_device_id", 0))}), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 class TritonPythonModel:
     def initialize(self, args):
         params = _parameters(json.loads(args["model_config"]))
         self.sampling = _sampling_from(params)
         model_dir = _model_dir(Path(args["model_repository"]), args["model_version"])
         threads = int(params.get("threads", "0") or 0)
-        self.completer = TagCompleter(model_dir, _providers(args), threads=threads)
+        # A GPU instance runs Dart on its GPU or fails to load (cpu_fallback "warn": serve on the CPU, loudly).
+        device = DartDevice.for_instance(args, params.get("cpu_fallback", "fail") or "fail")
+        why = preload_cuda_libraries() if device.kind == "gpu" else None
+        self.completer = TagCompleter(model_dir, device.providers(), threads=threads)
+        line = check_providers(self.completer.decoder.providers, device, why)
+        (pb_utils.Logger.log_warn if line.startswith("WARNING") else pb_utils.Logger.log_info)(line)
 
     def execute(self, requests):
         # 1. decode every row of every request; a request with a bad row gets its own error

@@ -46,20 +46,54 @@ _STRINGS = {"SCHEDULER", "NEGATIVE_PROMPT", "RATING"}
 _OPTIONAL = {"RATING", "QUALITY_TAGS", "DEFAULT_NEGATIVE"}
 
 
-def bls_runner(model_name: str, output_names: list[str]):
-    """A runner for SdxlGenerator that calls a Triton model by BLS; an error keeps the model's name."""
+def bls_runner(model_name: str, output_names: list[str], device: "torch.device"):
+    """A runner for SdxlGenerator that calls a Triton model by BLS, torch tensors in and out by DLPack.
 
-    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    Outputs of GPU models live in GPU memory, where `as_numpy()` raises: they are taken as they are
+    (DLPack) and asked for on the loop's device, so on a GPU instance with CUDA torch nothing goes
+    through the host; with a CPU loop (this CPU build, or an image whose torch has no CUDA) they are
+    asked for in CPU memory. An error keeps the model's name.
+    """
+    import torch
+    from torch.utils.dlpack import from_dlpack, to_dlpack
+
+    if device.type == "cuda":
+        preferred = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU, device.index or 0)
+    else:
+        preferred = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
+
+    def run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         response = pb_utils.InferenceRequest(
             model_name=model_name,
             requested_output_names=output_names,
-            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in inputs.items()],
+            inputs=[pb_utils.Tensor.from_dlpack(name, to_dlpack(value.contiguous())) for name, value in inputs.items()],
+            preferred_memory=preferred,
         ).exec()
         if response.has_error():
             raise StageError(model_name, response.error().message())
-        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+        outputs = {}
+        for name in output_names:
+            tensor = from_dlpack(pb_utils.get_output_tensor_by_name(response, name).to_dlpack())
+            if tensor.device != device:  # a backend that ignored the preference: one copy, not an error
+                tensor = tensor.to(device)
+            outputs[name] = tensor
+        return outputs
 
+    run.device_tensors = True  # SdxlGenerator passes torch tensors on its device, not numpy arrays
     return run
+
+
+def loop_device(args: dict) -> "torch.device":
+    """The instance's GPU when Triton placed it on one and torch can use it, else the CPU (logged)."""
+    import torch
+
+    if args.get("model_instance_kind") == "GPU":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(args.get("model_instance_device_id", 0)))
+        pb_utils.Logger.log_warn(
+            "diffusion: the instance is on a GPU but this torch has no CUDA; the loop's tensors (latents, "
+            "embeddings: a few MB per step) go through host memory, the graphs still run on the GPU")
+    return torch.device("cpu")
 
 
 def _components_dir(model_dir: Path, version: str) -> Path:
@@ -86,7 +120,9 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         components = _components_dir(Path(args["model_repository"]), args["model_version"])
         outputs = required_outputs(Manifest.load(components))
-        self.generator = SdxlGenerator(components, {g: bls_runner(g, outputs[g]) for g in GRAPHS})
+        device = loop_device(args)
+        self.generator = SdxlGenerator(components, {g: bls_runner(g, outputs[g], device) for g in GRAPHS},
+                                       device=str(device))
 
     def execute(self, requests):
         if self.decoupled:
