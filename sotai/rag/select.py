@@ -7,7 +7,7 @@ what the text says: 微笑む brings smile but also evil_smile and crazy_smile. 
    candidate's evidence: retrieval score, the best score of each signal (Japanese name, alias,
    JMdict gloss, embedding), how many signals agree, its rank among the candidates of its span,
    count tag or not, span length, post-count prior. Weights and threshold are data
-   (select_calibration.json), fitted on the calibration dev set by `python -m sotai.rag.select`;
+   (select_calibration.py), fitted on the calibration dev set by `python -m sotai.rag.select`;
 2. one tag per concept: most confident first, a candidate from the same span as a kept tag with
    the same head word or exclusive family (smile / evil_smile; grey_hair / white_hair) is a variant;
 3. no contradiction (sotai.rag.conflicts): people counts, one hair / eye colour per person unless
@@ -22,6 +22,7 @@ Every candidate not kept stays a suggestion, with the reason it was not kept.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import numpy as np
 from sotai.rag import conflicts
 from sotai.rag.candidate import Candidate
 
-CALIBRATION_FILE = Path(__file__).with_name("select_calibration.json")
+CALIBRATION_FILE = Path(__file__).with_name("select_calibration.py")
 FEATURES = ("bias", "score", "japanese_name", "alias", "gloss", "embedding", "agreeing_signals", "first_of_span",
             "third_or_later_of_span", "span_candidates", "covered", "count_tag", "span_length", "prior", "gloss_first", "embedding_first")
 # The evidence looks different with and without Japanese tag names (the embedded default has none:
@@ -50,12 +51,27 @@ class Calibration:
 
     @classmethod
     def load(cls, profile: str = "with_names", path: Path = CALIBRATION_FILE) -> "Calibration":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_calibration(path)
         if tuple(data["features"]) != FEATURES or profile not in data["profiles"]:
             raise ValueError(f"{path}: features {data['features']} / profiles {list(data.get('profiles', {}))} "
                              f"are not {list(FEATURES)} / {list(PROFILES)}: refit with `python -m sotai.rag.select`")
         entry = data["profiles"][profile]
         return cls(tuple(float(w) for w in entry["weights"]), float(entry["threshold"]))
+
+
+def read_calibration(path: Path = CALIBRATION_FILE) -> dict:
+    """The CALIBRATION literal of a calibration module (read as data, never executed)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CALIBRATION")
+    return ast.literal_eval(node.value)
+
+
+def write_calibration(data: dict, path: Path = CALIBRATION_FILE) -> None:
+    path.write_text(
+        '"""The selection step\'s calibration: logistic weights per feature and threshold, per kind of data.\n\n'
+        'Data, written by `python -m sotai.rag.select` (refit there, do not edit by hand). A Python module\n'
+        'rather than a JSON file so that every install (wheel, image) carries it.\n"""\n\n'
+        f"CALIBRATION = {json.dumps(data, indent=1)}\n", encoding="utf-8")
 
 
 @lru_cache(maxsize=len(PROFILES))
@@ -282,7 +298,7 @@ def fit(queries: list, items: list[dict], min_precision: float = 0.9) -> tuple[C
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Refit select_calibration.json on the calibration dev set with the full data and the embedded default."""
+    """Refit select_calibration.py on the calibration dev set with the full data and the embedded default."""
     import argparse
 
     from sotai.rag.retriever import TagRetriever
@@ -309,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['tags_per_text']:.1f} tags per text")
         for e in m["errors"]:
             print("  ", e)
-    args.out.write_text(json.dumps({"features": list(FEATURES), "profiles": profiles}, indent=1) + "\n",
-                        encoding="utf-8")
+    write_calibration({"features": list(FEATURES), "profiles": profiles}, args.out)
     print(f"wrote {args.out}")
     return 0
 

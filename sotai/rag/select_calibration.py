@@ -1,4 +1,10 @@
-{
+"""The selection step's calibration: logistic weights per feature and threshold, per kind of data.
+
+Data, written by `python -m sotai.rag.select` (refit there, do not edit by hand). A Python module
+rather than a JSON file so that every install (wheel, image) carries it.
+"""
+
+CALIBRATION = {
  "features": [
   "bias",
   "score",
