@@ -16,8 +16,8 @@ from sotai.dart.sampling import DartSampling, RowSampler, ban_pattern
 from sotai.dart.session import OnnxDecoder
 from sotai.dart.vocab import EOS, GENERAL_END, PAD, normalize_tag
 from sotai.errors import InvalidInput, MissingArtifact, SotaiError
-from sotai.rag import conflicts
 from sotai.limits import CANDIDATES_MAX, RATINGS, TAG_MAX_CHARS, check_choice, check_size, check_text
+from sotai.rag import conflicts
 
 DART_REASON = {"span": "", "signal": "dart"}
 NOT_IN_VOCAB = "not in Dart's vocabulary: kept as given, Dart did not see it"
