@@ -2,6 +2,14 @@
 
 It calls the same Triton pool as the HTTP API, in-process (no HTTP round trip to itself), and shows
 progress as it streams in: RAG, Dart (the tags appear before painting starts), then each diffusion step.
+
+Two paths:
+- one click: text, 「生成開始」 -> RAG, selection, Dart, painting;
+- edit first: 「タグ生成」 shows the selected tags (each with its reason) as an editable list:
+  uncheck to remove, type to add, move up/down, and the other candidates one click away as
+  suggestions; 「生成開始」 then paints from the edited list (Dart completes it, keeping it first).
+  Editing the text empties the list, so the one-click path is back.
+The list operations are plain functions over tag dicts (below), tested without a browser.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ import gradio as gr
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
-    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, GenerationParams,
+    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX,
+    GenerationParams, check_text,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +56,69 @@ def tag_rows(tags: list[dict]) -> list[list]:
             for t in tags]
 
 
+# -- the tag editor: pure functions over lists of {tag, score, category, reason} --------------
+
+USER_REASON = {"span": "", "signal": "user"}
+
+
+def tag_key(tag: str) -> str:
+    """One spelling for comparing tags: Dart writes `long hair`, RAG `long_hair`."""
+    return "_".join(str(tag).split())
+
+
+def tag_label(t: dict) -> str:
+    """`tag — reason`: what the list and the suggestions show for a tag."""
+    reason = t.get("reason") if isinstance(t.get("reason"), dict) else {}
+    why = reason_text(reason)
+    if reason.get("not_selected"):
+        why += f"（{reason['not_selected']}）"
+    return f"{t['tag']} — {why}" if why else t["tag"]
+
+
+def selected_from(dart_tags: list[dict]) -> list[dict]:
+    """The selection step's tags out of a Dart result (Dart's own additions are left to painting)."""
+    out = []
+    for t in dart_tags:
+        if (t.get("reason") or {}).get("signal") != "dart":
+            out.append({**t, "tag": tag_key(t["tag"])})
+    return out
+
+
+def suggestions_from(candidates: list[dict], current: list[dict]) -> list[dict]:
+    have = {tag_key(t["tag"]) for t in current}
+    return [{**c, "tag": tag_key(c["tag"])} for c in candidates if tag_key(c["tag"]) not in have]
+
+
+def keep_checked(current: list[dict], checked: list[str]) -> list[dict]:
+    keep = {tag_key(t) for t in checked or []}
+    return [t for t in current if t["tag"] in keep]
+
+
+def move_tag(current: list[dict], name: str, step: int) -> list[dict]:
+    """Move `name` one place earlier (step -1) or later (+1); the prompt follows the list's order."""
+    out = list(current)
+    i = next((k for k, t in enumerate(out) if t["tag"] == tag_key(name or "")), None)
+    if i is None:
+        return out
+    j = min(max(i + step, 0), len(out) - 1)
+    out.insert(j, out.pop(i))
+    return out
+
+
+def add_tag(current: list[dict], suggestions: list[dict], name: str) -> tuple[list[dict], list[dict]]:
+    """Append a suggestion (with its reason) or a typed tag; InvalidInput names the field and limit."""
+    key = tag_key(check_text("tag", name or "", max_chars=TAG_MAX_CHARS))
+    if any(t["tag"] == key for t in current):
+        return current, suggestions
+    if len(current) >= TAGS_MAX:
+        raise InvalidInput("tags", f"<{len(current) + 1} tags>", f"must hold 1..{TAGS_MAX} tags")
+    chosen = next((s for s in suggestions if s["tag"] == key), None)
+    entry = chosen or {"tag": key, "score": 1.0, "category": "general", "reason": {**USER_REASON, "span": key}}
+    if chosen:
+        entry = {**chosen, "reason": {k: v for k, v in chosen.get("reason", {}).items() if k != "not_selected"}}
+    return current + [entry], [s for s in suggestions if s["tag"] != key]
+
+
 def progress_html(event: Progress | None, done: bool = False) -> str:
     if done:
         fraction, label = 1.0, "完了"
@@ -75,15 +147,65 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
     defaults = GenerationParams.from_settings(s)
     sizes = size_choices((defaults.width, defaults.height))
 
-    async def generate(text, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler):
+    def params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler) -> GenerationParams:
         width, height = (int(v) for v in size.split("x"))
-        params = GenerationParams(
+        return GenerationParams(
             steps=int(steps), cfg_scale=float(cfg_scale), width=width, height=height,
             seed=int(seed) if seed is not None else -1, negative_prompt=negative_prompt or "",
             num_images=int(num_images), scheduler=scheduler, rating=rating,
         )
+
+    def editor(current: list[dict], suggestions: list[dict]):
+        """The editor's components for a list: checkboxes, move choices, suggestions, the tags to paint."""
+        names = [t["tag"] for t in current]
+        return (current, suggestions,
+                gr.update(choices=[(tag_label(t), t["tag"]) for t in current], value=names),
+                gr.update(choices=names, value=None),
+                gr.update(choices=[(tag_label(t), t["tag"]) for t in suggestions], value=None),
+                ", ".join(names))
+
+    async def make_tags(text, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler):
+        params = params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler)
         try:
             request = GenerateRequest(text=text or "", params=params).checked()
+            result = await state.pool.tags(request)
+            # The ranked candidates, for the suggestions (the pool's failover, as for every call).
+            candidates = await state.pool._with_failover(lambda c: c.candidates(request.text, request.top_k))
+        except InvalidInput as exc:
+            raise gr.Error(f"入力エラー: {exc}") from None
+        except SotaiError as exc:
+            raise gr.Error(f"タグ生成に失敗しました: {exc}") from None
+        current = selected_from(result.tags)
+        return editor(current, suggestions_from(candidates, current))
+
+    def on_checked(current, suggestions, checked):
+        kept = keep_checked(current, checked)
+        removed = [t for t in current if t not in kept]
+        return editor(kept, removed + suggestions)
+
+    def on_move(current, suggestions, name, step):
+        return editor(move_tag(current, name, step), suggestions)
+
+    def on_add(current, suggestions, name):
+        try:
+            current, suggestions = add_tag(current, suggestions, name)
+        except InvalidInput as exc:
+            raise gr.Error(f"入力エラー: {exc}") from None
+        return (*editor(current, suggestions), "")
+
+    def on_suggestion(current, suggestions, name):
+        if not name:
+            return editor(current, suggestions)
+        return editor(*add_tag(current, suggestions, name))
+
+    async def generate(text, current, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler):
+        params = params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler)
+        try:
+            # The edited list when there is one (「タグ生成」), else the text in one click.
+            if current:
+                request = GenerateRequest(tags=tuple(t["tag"] for t in current), params=params).checked()
+            else:
+                request = GenerateRequest(text=text or "", params=params).checked()
         except InvalidInput as exc:
             raise gr.Error(f"入力エラー: {exc}") from None
         rows: list[list] = []
@@ -127,7 +249,25 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                     rating = gr.Dropdown(list(RATINGS), value=defaults.rating, label="レーティング")
                     scheduler = gr.Dropdown([(SCHEDULER_LABELS[k], k) for k in SCHEDULERS], value=defaults.scheduler,
                                             label="サンプラー")
-                button = gr.Button("生成開始", variant="primary", elem_id="sotai-generate")
+                with gr.Row():
+                    make_button = gr.Button("タグ生成", elem_id="sotai-make-tags")
+                    button = gr.Button("生成開始", variant="primary", elem_id="sotai-generate")
+                current = gr.State([])
+                suggestions = gr.State([])
+                with gr.Group():
+                    edit_tags = gr.CheckboxGroup(label="選択されたタグ（チェックを外すと削除・上から順にプロンプトへ）",
+                                                 elem_id="sotai-edit-tags")
+                    with gr.Row():
+                        move_which = gr.Dropdown(label="並べ替えるタグ", choices=[], elem_id="sotai-move-tag")
+                        move_up = gr.Button("↑ 前へ", elem_id="sotai-move-up", size="sm")
+                        move_down = gr.Button("↓ 後へ", elem_id="sotai-move-down", size="sm")
+                    with gr.Row():
+                        add_box = gr.Textbox(label="タグを追加（Danbooru のタグ名）", placeholder="例：holding_umbrella",
+                                             elem_id="sotai-add-tag")
+                        add_button = gr.Button("追加", elem_id="sotai-add", size="sm")
+                    suggest = gr.Radio(label="候補（クリックで追加）", choices=[], elem_id="sotai-suggestions")
+                    edited = gr.Textbox(label="生成に使うタグ（空なら文章から自動）", interactive=False,
+                                        elem_id="sotai-edited")
             with gr.Column():
                 status = gr.HTML(progress_html(None), label="進行状況", elem_id="sotai-status")
                 preview = gr.Image(label="プレビュー", type="pil", format="png", interactive=False, height=160,
@@ -138,9 +278,26 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                                     elem_id="sotai-tags")
                 prompt = gr.Textbox(label="最終プロンプト", interactive=False, elem_id="sotai-prompt")
                 seed_used = gr.Number(label="使用したシード", precision=0, interactive=False, elem_id="sotai-seed")
+        settings_inputs = [cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler]
+        editor_outputs = [current, suggestions, edit_tags, move_which, suggest, edited]
+        make_button.click(make_tags, inputs=[text, *settings_inputs], outputs=editor_outputs,
+                          api_visibility="private", concurrency_limit=None)
+        edit_tags.input(on_checked, inputs=[current, suggestions, edit_tags], outputs=editor_outputs,
+                        api_visibility="private")
+        move_up.click(lambda c, s, n: on_move(c, s, n, -1), inputs=[current, suggestions, move_which],
+                      outputs=editor_outputs, api_visibility="private")
+        move_down.click(lambda c, s, n: on_move(c, s, n, +1), inputs=[current, suggestions, move_which],
+                        outputs=editor_outputs, api_visibility="private")
+        for trigger in (add_button.click, add_box.submit):
+            trigger(on_add, inputs=[current, suggestions, add_box], outputs=[*editor_outputs, add_box],
+                    api_visibility="private")
+        suggest.input(on_suggestion, inputs=[current, suggestions, suggest], outputs=editor_outputs,
+                      api_visibility="private")
+        # A new text is a new scene: the list of the old one would paint the wrong picture.
+        text.input(lambda: editor([], []), outputs=editor_outputs, api_visibility="private")
         button.click(
             generate,
-            inputs=[text, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler],
+            inputs=[text, current, *settings_inputs],
             outputs=[status, preview, gallery, tags, prompt, seed_used],
             api_visibility="private",
             concurrency_limit=None,  # Triton queues and batches; the page need not serialise users

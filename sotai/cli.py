@@ -62,10 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_args(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("tags", help="text -> tags (RAG, then Dart)")
+    p = sub.add_parser("tags", help="text -> tags (RAG, selection, then Dart)")
     p.add_argument("text", nargs="?")
-    p.add_argument("--input", type=Path, help="one text per line; prints one JSON object per line")
-    p.add_argument("--stage", choices=["rag", "all"], default="all")
+    p.add_argument("--input", type=Path, help='JSON lines, one {"text": ...} object per line (a line that is not '
+                                              'JSON is one text); prints one JSON object per line')
+    p.add_argument("--stage", choices=["rag", "select", "all"], default="all",
+                   help="rag: the ranked candidates; select: the tags the text supports, in prompt order "
+                        "(what Dart completes); all: RAG, selection and Dart")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.add_argument("--local", action="store_true", help="run in-process (no server)")
@@ -180,12 +183,17 @@ def cmd_generate(args) -> int:
 def cmd_tags(args) -> int:
     texts = _texts(args)
     if args.local:
-        if args.stage != "rag":
-            raise SotaiError("--local runs the RAG stage only: add `--stage rag`, or drop --local to use the server")
-        from sotai.rag.commands import retrieve_json
+        if args.stage == "all":
+            raise SotaiError("--local runs the RAG stage and the selection only: add `--stage rag` or "
+                             "`--stage select`, or drop --local to use the server")
+        from sotai.rag.commands import retrieve_json, select_json
 
-        for result in retrieve_json(texts, args.top_k, get_settings()):
-            print(json.dumps(result, ensure_ascii=False))
+        run = retrieve_json if args.stage == "rag" else select_json
+        for result in run(texts, args.top_k, get_settings()):
+            if args.json or args.input is not None:
+                print(json.dumps(result, ensure_ascii=False))
+            else:
+                print_tags(result.get("tags", result.get("candidates")), "")
         return 0
     from sotai.client import SotaiClient
 
@@ -193,6 +201,10 @@ def cmd_tags(args) -> int:
         for text in texts:
             if args.stage == "rag":
                 out = {"candidates": client.candidates(text, args.top_k)}
+            elif args.stage == "select":
+                from sotai.rag.commands import selected_from_server
+
+                out = {"tags": selected_from_server(client, text, args.top_k)}
             else:
                 result = client.tags(text, top_k=args.top_k)
                 out = {"tags": result.tags, "prompt": result.prompt}
@@ -205,7 +217,9 @@ def cmd_tags(args) -> int:
 
 def _texts(args) -> list[str]:
     if args.input is not None:
-        return [line.rstrip("\n") for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from sotai.rag.commands import texts_from_lines
+
+        return texts_from_lines(args.input.read_text(encoding="utf-8"), str(args.input))
     if not args.text:
         raise SotaiError("give a TEXT or --input FILE")
     return [args.text]

@@ -17,6 +17,7 @@ from sotai.dart.session import OnnxDecoder
 from sotai.dart.vocab import EOS, GENERAL_END, PAD, normalize_tag
 from sotai.errors import InvalidInput, MissingArtifact, SotaiError
 from sotai.limits import CANDIDATES_MAX, RATINGS, TAG_MAX_CHARS, check_choice, check_size, check_text
+from sotai.rag import conflicts
 
 DART_REASON = {"span": "", "signal": "dart"}
 NOT_IN_VOCAB = "not in Dart's vocabulary: kept as given, Dart did not see it"
@@ -39,6 +40,7 @@ class DartRequest:
     height: int
     rating: str
     sampling: DartSampling | None = None
+    negated: tuple[str, ...] = ()  # tags the text rules out: Dart never adds them
 
 
 @dataclass
@@ -49,6 +51,8 @@ class _Prepared:
     sampling: DartSampling
     seed: int
     used: set[int] = field(default_factory=set)
+    negated: tuple[str, ...] = ()
+    clashing: set[int] = field(default_factory=set)  # ids that contradict the given tags
 
 
 class TagCompleter:
@@ -82,6 +86,12 @@ class TagCompleter:
         self.blocked[[i for i, t in enumerate(self.id_to_tag) if not t]] = True  # ids with no token
         self.blocked[self.end_ids] = False
         self.specials = specials
+        # Tags that can contradict others (people counts, hair / eye colours): checked against
+        # what a row already holds whenever one of them is given or drawn.
+        self.keys = [conflicts.key(t) for t in self.id_to_tag]
+        self.id_of_key = {k: i for i, k in enumerate(self.keys) if k and not self.blocked[i]}
+        self.watched = [i for i, k in enumerate(self.keys) if k and not self.blocked[i]
+                        and (conflicts.family(k) or conflicts.is_count_tag(k))]
         self._ban_cache: dict[tuple[str, ...], np.ndarray] = {}
         self.decoder = OnnxDecoder(self.model_dir / "model.onnx", providers, threads=threads)
 
@@ -126,13 +136,25 @@ class TagCompleter:
         if missing:
             raise MissingArtifact("Dart tokenizer", self.model_dir / "tokenizer.json", "make export", detail=f"lacks control tokens {missing}")
         ids = [self.vocab[t] for t in tokens]
-        if len(ids) + sampling.max_new_tokens > self.max_positions:
+        most = sampling.bounds()[1]
+        if len(ids) + most > self.max_positions:
             raise InvalidInput(
                 "candidates", f"<{len(given)} tags>",
-                f"prompt ({len(ids)} tokens) + max_new_tokens ({sampling.max_new_tokens}) must fit Dart's {self.max_positions} positions",
+                f"prompt ({len(ids)} tokens) + max_new_tokens ({most}) must fit Dart's {self.max_positions} positions",
             )
         used = {self.vocab[t["tag"]] for t in given if t["tag"] in self.vocab}
-        return _Prepared(given, ids, compose_prompt(d), sampling, sampling.resolved_seed(), used)
+        negated = tuple(check_text(f"negated[{i}]", n, max_chars=TAG_MAX_CHARS) for i, n in enumerate(r.negated))
+        clashing = self._clashing([t["tag"] for t in given], negated)
+        return _Prepared(given, ids, compose_prompt(d), sampling, sampling.resolved_seed(), used, negated, clashing)
+
+    def _clashing(self, kept: list[str], negated: tuple[str, ...]) -> set[int]:
+        """Vocabulary ids that contradict `kept` or are negated (sotai.rag.conflicts' rules)."""
+        keys = [conflicts.key(t) for t in kept]
+        near = set(self.watched)
+        for k in [*map(conflicts.key, negated), *(f"no_{k}" for k in keys), *(k[3:] for k in keys if k.startswith("no_"))]:
+            if k in self.id_of_key:
+                near.add(self.id_of_key[k])
+        return {i for i in near if conflicts.conflict(self.keys[i], keys, negated=negated) is not None}
 
     def _check_candidates(self, candidates: object) -> list[dict]:
         if not isinstance(candidates, list):
@@ -163,17 +185,37 @@ class TagCompleter:
         return out
 
     def _generate(self, batch: list[_Prepared]) -> list[list[tuple[int, float]]]:
-        samplers = [RowSampler(p.sampling, p.seed, self._blocked_for(p.sampling.ban_tags), self.end_ids, p.used) for p in batch]
+        samplers = [RowSampler(p.sampling, p.seed, self._blocked_for(p.sampling.ban_tags), self.end_ids,
+                               p.used | p.clashing, self._after_take(p)) for p in batch]
+        limits = [p.sampling.bounds()[1] for p in batch]
         return self.decoder.generate(
             [p.prompt_ids for p in batch],
             lambda b, logits: samplers[b].pick(logits),
             pad_id=self.pad_id, end_ids=set(self.end_ids),
-            max_new_tokens=max(p.sampling.max_new_tokens for p in batch),
-            limits=[p.sampling.max_new_tokens for p in batch],
+            max_new_tokens=max(limits),
+            limits=limits,
         )
 
+    def _after_take(self, p: _Prepared):
+        """For one row: a drawn count or colour tag rules out the ones it contradicts."""
+        kept = [t["tag"] for t in p.given]
+
+        def after(tok: int) -> list[int]:
+            kept.append(self.id_to_tag[tok])
+            if conflicts.family(self.keys[tok]) or conflicts.is_count_tag(self.keys[tok]):
+                return sorted(self._clashing(kept, p.negated))
+            return []
+
+        return after
+
     def _finish(self, p: _Prepared, new: list[tuple[int, float]]) -> DartResult:
-        added = [{"tag": self.id_to_tag[t], "category": "general", "score": round(prob, 6), "reason": dict(DART_REASON)} for t, prob in new]
+        added, kept = [], [t["tag"] for t in p.given]
+        for t, prob in new:
+            # The sampler masks contradictions already; this keeps the rule whatever the decoder did.
+            if conflicts.conflict(self.id_to_tag[t], kept, negated=p.negated) is None:
+                kept.append(self.id_to_tag[t])
+                added.append({"tag": self.id_to_tag[t], "category": "general", "score": round(prob, 6),
+                              "reason": dict(DART_REASON)})
         tags = animagine_order(p.given + added)
         return DartResult(tags=tags, prompt=join_prompt(tags), dart_input=p.dart_input, seed=p.seed)
 

@@ -18,6 +18,11 @@ from sotai.errors import InvalidInput
 from sotai.limits import SEED_RANGE, TAG_MAX_CHARS, check_choice, check_float, check_int, check_text
 
 TEMPERATURE_RANGE = (0.0, 10.0)  # 0 = greedy
+# How many tags Dart adds per length bucket, (at least, at most): the prompt stays readable and
+# `very_short` really is short. Explicit min_new_tokens / max_new_tokens override the bucket.
+LENGTH_ADDED: dict[str, tuple[int, int]] = {
+    "very_short": (1, 3), "short": (2, 6), "medium": (3, 10), "long": (4, 15), "very_long": (6, 25),
+}
 MAX_NEW_TOKENS_RANGE = (1, 512)
 BAN_TAGS_MAX = 256
 
@@ -30,14 +35,15 @@ class DartSampling:
     ban_tags: tag names or `*` patterns (`* background`, `*_hair`), matched against Dart's
     additions only; the user's own tags are always kept.
     min_new_tokens: end tokens are masked until this many tags were added (benchmarks use it).
+    None (the default) for either: the bounds of the length bucket (LENGTH_ADDED).
     """
 
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 100
     seed: int | None = None
-    max_new_tokens: int = 128
-    min_new_tokens: int = 0
+    max_new_tokens: int | None = None
+    min_new_tokens: int | None = None
     ban_tags: tuple[str, ...] = field(default_factory=tuple)
     length: str = "long"
     identity: str = "none"
@@ -53,7 +59,11 @@ class DartSampling:
             raise InvalidInput("ban_tags", ban, "must be a list of tag names or * patterns")
         if len(ban) > BAN_TAGS_MAX:
             raise InvalidInput("ban_tags", f"<{len(ban)} patterns>", f"must hold at most {BAN_TAGS_MAX} patterns")
-        max_new = check_int("max_new_tokens", self.max_new_tokens, *MAX_NEW_TOKENS_RANGE)
+        max_new = None if self.max_new_tokens is None else check_int("max_new_tokens", self.max_new_tokens,
+                                                                      *MAX_NEW_TOKENS_RANGE)
+        length = check_choice("length", self.length, LENGTHS)
+        min_new = None if self.min_new_tokens is None else check_int(
+            "min_new_tokens", self.min_new_tokens, 0, max_new if max_new is not None else MAX_NEW_TOKENS_RANGE[1])
         return replace(
             self,
             temperature=check_float("temperature", self.temperature, *TEMPERATURE_RANGE),
@@ -61,11 +71,18 @@ class DartSampling:
             top_k=check_int("top_k", self.top_k, 0, 1_000_000),
             seed=seed,
             max_new_tokens=max_new,
-            min_new_tokens=check_int("min_new_tokens", self.min_new_tokens, 0, max_new),
+            min_new_tokens=min_new,
             ban_tags=tuple(check_text(f"ban_tags[{i}]", b, max_chars=TAG_MAX_CHARS).strip() for i, b in enumerate(ban)),
-            length=check_choice("length", self.length, LENGTHS),
+            length=length,
             identity=check_choice("identity", self.identity, IDENTITIES),
         )
+
+    def bounds(self) -> tuple[int, int]:
+        """(at least, at most) tags Dart adds: the length bucket's, unless given explicitly."""
+        lo, hi = LENGTH_ADDED[self.length]
+        hi = self.max_new_tokens if self.max_new_tokens is not None else max(hi, self.min_new_tokens or 0)
+        lo = self.min_new_tokens if self.min_new_tokens is not None else min(lo, hi)
+        return lo, hi
 
     def resolved_seed(self) -> int:
         return self.seed if self.seed is not None else secrets.randbelow(SEED_RANGE[1] + 1)
@@ -94,8 +111,12 @@ class RowSampler:
     that differ in the last bits (a row alone vs. batched) map a draw to the same token.
     """
 
-    def __init__(self, sampling: DartSampling, seed: int, blocked: np.ndarray, end_ids: list[int], used: set[int]):
+    def __init__(self, sampling: DartSampling, seed: int, blocked: np.ndarray, end_ids: list[int], used: set[int],
+                 after_take=None):
+        """after_take(token) -> ids that may no longer follow it (a second hair colour, 5girls after 1girl)."""
         self.s = sampling
+        self.min_new = sampling.bounds()[0]
+        self.after_take = after_take
         self.rng = np.random.default_rng(seed)
         self.mask = np.where(blocked, -np.inf, 0.0).astype(np.float32)  # specials (but the ends), bans
         self.mask[list(used)] = -np.inf  # no repeated tags
@@ -105,7 +126,7 @@ class RowSampler:
     def pick(self, logits: np.ndarray) -> tuple[int, float]:
         """(token id, its probability under the processed distribution)."""
         x = logits.astype(np.float32) + self.mask
-        if self.n_new < self.s.min_new_tokens:
+        if self.n_new < self.min_new:
             x[self.end_ids] = -np.inf
         k = self.s.top_k if 0 < self.s.top_k < x.size else x.size
         if self.s.temperature == 0.0:
@@ -131,6 +152,8 @@ class RowSampler:
         if tok not in self.end_ids:
             self.mask[tok] = -np.inf
             self.n_new += 1
+            if self.after_take is not None:
+                self.mask[list(self.after_take(tok))] = -np.inf
         return tok, prob
 
 

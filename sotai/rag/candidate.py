@@ -24,6 +24,10 @@ class Candidate:
     score: float
     category: str
     reason: dict = field(default_factory=dict)
+    # The best score of each signal that supports the tag (the selection step's features) and the
+    # tag's post-count prior; not part of the wire form.
+    evidence: dict = field(default_factory=dict, compare=False)
+    prior: float = field(default=0.0, compare=False)
 
     def to_dict(self) -> dict:
         return {

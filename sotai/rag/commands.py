@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from sotai.errors import InvalidInput, SotaiError
 from sotai.settings import Settings, get_settings
 
 
@@ -17,6 +18,47 @@ def retrieve_json(texts: list[str], top_k: int, settings: Settings) -> Iterator[
     retriever = TagRetriever.from_settings(settings)
     for text in texts:
         yield {"candidates": [c.to_dict() for c in retriever.retrieve(text, top_k)]}
+
+
+def select_json(texts: list[str], top_k: int, settings: Settings) -> Iterator[dict]:
+    """One `{"tags": [...]}` per text: the selection step's tags in prompt order (sotai.rag.select)."""
+    from sotai.rag.retriever import TagRetriever
+    from sotai.rag.select import select_text
+
+    retriever = TagRetriever.from_settings(settings)
+    for text in texts:
+        yield {"tags": select_text(retriever, text, top_k).tags}
+
+
+def selected_from_server(client, text: str, top_k: int) -> list[dict]:
+    """The server's selection: the `rag` model's CANDIDATES JSON carries it beside the ranked list."""
+    from sotai.client.plans import Call
+
+    out = client._unary(Call("rag", {"TEXT": text, "TOP_K": top_k}))  # the rag model's raw answer
+    raw = out["CANDIDATES"].reshape(-1)[0]
+    payload = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    if "selected" not in payload:
+        raise SotaiError("the server's rag model has no selection step (older export): run `make export`")
+    return payload["selected"]
+
+
+def texts_from_lines(content: str, source: str = "input") -> list[str]:
+    """`--input`: JSON lines, one {"text": ...} object per line; a line that is not JSON is a text."""
+    texts = []
+    for lineno, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{source}:{lineno}", line[:64], f"must be a JSON object ({exc.msg})") from None
+            if not isinstance(obj.get("text"), str):
+                raise InvalidInput(f"{source}:{lineno}.text", obj.get("text"), "must be a string")
+            texts.append(obj["text"])
+        else:
+            texts.append(line.rstrip("\n"))
+    return texts
 
 
 def cmd_index_build(args) -> int:

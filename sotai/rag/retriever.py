@@ -147,6 +147,11 @@ class TagRetriever:
     # -- retrieval --------------------------------------------------------
 
     def retrieve(self, text: str, top_k: int = 20) -> list[Candidate]:
+        return self.query(text, top_k).candidates
+
+    def query(self, text: str, top_k: int = 20) -> "Retrieval":
+        """The ranked candidates plus what the selection step needs: the tags negation ruled out
+        and how many people the text counts."""
         text = check_text("text", text)
         top_k = check_int("top_k", top_k, *TOP_K_RANGE)
         a = analyze(text)
@@ -200,9 +205,12 @@ class TagRetriever:
             ranked = sorted(best_by_signal.values(), key=lambda e: -e.score)
             score = ranked[0].score + w.agreement * sum(e.score for e in ranked[1:]) + w.prior * self._prior[row]
             scored.append(Candidate(self._tags[row], float(score), self._cats[row],
-                                    {"span": ranked[0].span, "signal": ranked[0].signal}))
+                                    {"span": ranked[0].span, "signal": ranked[0].signal},
+                                    evidence={e.signal: round(e.score, 4) for e in ranked},
+                                    prior=float(self._prior[row])))
         scored.sort(key=lambda c: (-c.score, c.tag))
-        return scored[:top_k]
+        blocked = tuple(sorted({self._tags[r] for r in ev.blocked}))
+        return Retrieval(scored[:top_k], blocked, _people_count(a))
 
     # -- signals -----------------------------------------------------------
 
@@ -419,6 +427,32 @@ class TagRetriever:
         return True
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """One query's answer: ranked candidates, the tags negation ruled out, and the people counted
+    (None: several, 0: none written)."""
+
+    candidates: list[Candidate]
+    negated: tuple[str, ...]
+    people: int | None
+
+
+def _people_count(a: Analysis) -> int | None:
+    total = 0
+    for sex in ("girl", "boy"):
+        counts = [p.count for p in a.people if p.sex == sex]
+        if not counts:
+            continue
+        explicit = [c for c in counts if c is not None and c > 1]
+        if explicit:
+            total += max(explicit)
+        elif None in counts:
+            return None
+        else:
+            total += 1
+    return total
+
+
 class _Collector:
     """Evidence per table row for one query, and the rows negation removed."""
 
@@ -442,4 +476,4 @@ def ensure_index(settings) -> Path:
     return TagRetriever.from_settings(settings).index.directory
 
 
-__all__ = ["TagRetriever", "Weights", "ensure_index", "MissingArtifact", "BUILD_FIX"]
+__all__ = ["Retrieval", "TagRetriever", "Weights", "ensure_index", "MissingArtifact", "BUILD_FIX"]

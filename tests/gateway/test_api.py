@@ -212,7 +212,8 @@ def test_two_live_replicas_take_turns(triton, test_settings):
             for _ in range(4):
                 before = [r.bytes_up for r in replicas]
                 assert c.post("/v1/tags", json={"text": SCENE, "seed": 1}).status_code == 200
-                grew = [r.bytes_up > b for r, b in zip(replicas, before)]
+                # A request is kilobytes; the idle channel may still send an HTTP/2 PING (17 bytes).
+                grew = [r.bytes_up - b > 256 for r, b in zip(replicas, before)]
                 assert grew.count(True) == 1, grew  # one request, one replica
                 served_by.append(grew.index(True))
     finally:

