@@ -98,7 +98,7 @@ def _check_snapshot(snapshot_dir: Path) -> None:
             )
 
 
-def copy_components(snapshot_dir: Path, components_dir: Path) -> None:
+def copy_components(snapshot_dir: Path, components_dir: Path, *, vae_source: Path | None = None) -> None:
     """Copy what the loop needs besides the graphs: tokenizers, scheduler and VAE configs, model_index."""
     components_dir.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer", "tokenizer_2"):
@@ -110,8 +110,16 @@ def copy_components(snapshot_dir: Path, components_dir: Path) -> None:
     (components_dir / "scheduler").mkdir(exist_ok=True)
     shutil.copy2(snapshot_dir / "scheduler" / "scheduler_config.json", components_dir / "scheduler" / "scheduler_config.json")
     (components_dir / "vae").mkdir(exist_ok=True)
-    shutil.copy2(snapshot_dir / "vae" / "config.json", components_dir / "vae" / "config.json")
+    shutil.copy2((vae_source or snapshot_dir / "vae") / "config.json", components_dir / "vae" / "config.json")
     shutil.copy2(snapshot_dir / "model_index.json", components_dir / "model_index.json")
+
+
+# Parts this large are traced in half precision: an fp32 trace of the SDXL UNet (2.6 B parameters)
+# holds the fp32 weights and their serialized copy at once (over 20 GB; killed on a 24 GB machine).
+HALF_TRACE_MIN_PARAMETERS = 1_000_000_000
+# The half-precision trace runs the UNet once on CPU; small latents keep that to minutes. Every axis
+# stays dynamic, so the graph serves any size.
+HALF_TRACE_INPUT_SHAPES = {"batch_size": 1, "height": 32, "width": 32, "sequence_length": 77}
 
 
 def export_sdxl_onnx(
@@ -121,75 +129,215 @@ def export_sdxl_onnx(
     fp16: bool = False,
     model_name: str | None = None,
     vae_dir: Path | None = None,
+    log=None,
 ) -> dict[str, Path]:
     """Export `snapshot_dir` (StableDiffusionXLPipeline.save_pretrained layout) into out_dir.
 
-    fp16=True: half-precision graphs for GPU hosts. The graphs are traced in fp32 (on any host) and
-    converted with onnxruntime's float16 converter; a VAE whose config says `force_upcast` (the
-    original SDXL VAE overflows in fp16) stays fp32, as diffusers upcasts it.
+    One part at a time (text_encoder, text_encoder_2, unet, vae_decoder), each loaded alone and
+    freed before the next, with optimum's per-part ONNX configs; time and peak RSS are printed per part.
+    fp16=True: half-precision graphs for GPU hosts, converted with onnxruntime's float16 converter;
+    a VAE whose config says `force_upcast` (the original SDXL VAE overflows in fp16) stays fp32, as
+    diffusers upcasts it. A UNet of over HALF_TRACE_MIN_PARAMETERS is traced in half precision
+    (fp16 weights as the hub ships them) and, for fp32 targets, widened to fp32 tensor by tensor.
     vae_dir: a replacement VAE snapshot (madebyollin/sdxl-vae-fp16-fix: fp16-safe, force_upcast
-    false) swapped in before export. model_name: written into every PNG (default: the folder name).
+    false) used instead of the snapshot's. model_name: written into every PNG (default: the folder name).
     Returns {"text_encoder": path, "text_encoder_2": ..., "unet": ..., "vae_decoder": ..., "components": dir}.
     """
-    import torch
-    from optimum.exporters.onnx import main_export
+    import time
+
     from tqdm.auto import tqdm
 
+    log = log or tqdm.write
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     _check_snapshot(snapshot_dir)
+    vae_source = Path(vae_dir) if vae_dir is not None else snapshot_dir / "vae"
+    if not (vae_source / "config.json").is_file():
+        raise MissingArtifact("replacement VAE snapshot", vae_source, "make export PROFILE=animagine",
+                              detail="config.json missing")
     name = model_name or _guess_model_name(snapshot_dir)
-    if vae_dir is not None:
-        snapshot_dir = _with_replaced_vae(snapshot_dir, Path(vae_dir), out_dir / "_staging")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=4, desc="diffusion export", unit="step") as bar:
-        bar.set_postfix_str("ONNX graphs (optimum)")
-        with warnings.catch_warnings():
-            # The tracer warns about every Python-level shape check in diffusers; optimum then
-            # validates each graph against PyTorch, which is the check that matters.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message=r"Constant folding|Exporting aten::index")
-            main_export(
-                str(snapshot_dir),
-                output=str(out_dir / "_optimum"),
-                task="text-to-image",
-                library_name="diffusers",
-                device="cpu",
-                atol=ATOL_FP32,
-                custom_onnx_configs={"unet": _unet_onnx_config(snapshot_dir, "fp32")},
-                local_files_only=True,
-            )
-        bar.update()
-        bar.set_postfix_str("graphs + components")
-        paths: dict[str, Path] = {}
+    vae_config = json.loads((vae_source / "config.json").read_text())
+    paths: dict[str, Path] = {}
+    with tqdm(total=len(GRAPHS) + 1, desc="diffusion export", unit="part") as bar:
         for graph in GRAPHS:
+            bar.set_postfix_str(graph)
+            started = time.monotonic()
             dest = out_dir / graph
-            if dest.exists():
-                shutil.rmtree(dest)
-            dest.mkdir(parents=True)
-            for f in (out_dir / "_optimum" / graph).iterdir():  # model.onnx (+ model.onnx_data over 2 GB)
-                if f.name.startswith("model.onnx"):
-                    shutil.move(str(f), dest / f.name)
+            shutil.rmtree(dest, ignore_errors=True)
+            half_traced = export_part(snapshot_dir, graph, dest, vae_source=vae_source)
             paths[graph] = dest / "model.onnx"
-        components_dir = out_dir / COMPONENTS_DIR
-        copy_components(snapshot_dir, components_dir)
-        bar.update()
-        bar.set_postfix_str("fp16" if fp16 else "fp32: no conversion")
-        if fp16:
-            vae_config = json.loads((snapshot_dir / "vae" / "config.json").read_text())
-            for graph in GRAPHS:
-                if graph == "vae_decoder" and vae_config.get("force_upcast", False):
-                    continue  # the original SDXL VAE overflows in fp16: keep it fp32, as diffusers does
+            keep_fp32 = graph == "vae_decoder" and vae_config.get("force_upcast", False)
+            if half_traced and not fp16:
+                upcast_to_fp32(paths[graph])
+            elif fp16 and not half_traced and not keep_fp32:
+                # keep_fp32: the original SDXL VAE overflows in fp16; diffusers upcasts it too.
                 convert_to_fp16(paths[graph])
-        bar.update()
-        bar.set_postfix_str("manifest")
+            log(f"[export] {graph}: {time.monotonic() - started:.0f} s, peak RSS {_peak_rss_gib():.1f} GiB"
+                + (" (traced in fp16)" if half_traced else ""))
+            bar.update()
+        bar.set_postfix_str("components + manifest")
+        components_dir = out_dir / COMPONENTS_DIR
+        copy_components(snapshot_dir, components_dir, vae_source=vae_source)
         Manifest.from_graphs({g: paths[g] for g in GRAPHS}, model_name=name, dtype="fp16" if fp16 else "fp32").save(
             components_dir
         )
         paths["components"] = components_dir
         bar.update()
-    shutil.rmtree(out_dir / "_optimum", ignore_errors=True)
-    shutil.rmtree(out_dir / "_staging", ignore_errors=True)
     return paths
+
+
+def export_part(snapshot_dir: Path, graph: str, dest: Path, *, vae_source: Path) -> bool:
+    """Trace one graph into dest/model.onnx (+ model.onnx_data past 2 GB); True when traced in fp16."""
+    import gc
+
+    import torch
+    from optimum.exporters.onnx.convert import export, validate_model_outputs
+
+    model, config, half = _part_for_export(snapshot_dir, graph, vae_source)
+    dest.mkdir(parents=True, exist_ok=True)
+    output = dest / "model.onnx"
+    shapes = dict(HALF_TRACE_INPUT_SHAPES) if half else {}
+    with warnings.catch_warnings():
+        # The tracer warns about every Python-level shape check in diffusers; the validation below is
+        # the check that matters.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"Constant folding|Exporting aten::index")
+        _, outputs = export(model=model, config=config, output=output, device="cpu", input_shapes=shapes,
+                            disable_dynamic_axes_fix=half, dtype="fp16" if half else None)
+        if not half:
+            # onnxruntime on CPU lacks fp16 kernels for several ops: fp16 traces are checked after the upcast.
+            validate_model_outputs(config=config, reference_model=model, onnx_model=output,
+                                   onnx_named_outputs=outputs, atol=ATOL_FP32, use_subprocess=False)
+    del model
+    gc.collect()
+    return half
+
+
+def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path):
+    """(model, optimum OnnxConfig, traced_in_half) for one graph, as optimum's SDXL export sets them up."""
+    import torch
+    from optimum.exporters.tasks import TasksManager
+    from optimum.exporters.utils import _get_diffusers_submodel_type
+
+    if graph == "unet":
+        from diffusers import UNet2DConditionModel
+
+        n = _parameter_count(snapshot_dir / "unet")
+        half = n >= HALF_TRACE_MIN_PARAMETERS
+        dtype = torch.float16 if half else torch.float32
+        model = UNet2DConditionModel.from_pretrained(snapshot_dir / "unet", torch_dtype=dtype).eval()
+        return model, _unet_onnx_config(snapshot_dir, "fp16" if half else "fp32"), half
+    if graph == "vae_decoder":
+        from diffusers import AutoencoderKL
+
+        model = AutoencoderKL.from_pretrained(vae_source, torch_dtype=torch.float32).eval()
+        model.forward = lambda latent_sample: model.decode(z=latent_sample)
+        model.config.export_model_type = "vae-decoder"
+        task = "semantic-segmentation"
+    else:
+        import transformers
+
+        cls = transformers.CLIPTextModel if graph == "text_encoder" else transformers.CLIPTextModelWithProjection
+        model = cls.from_pretrained(snapshot_dir / graph, torch_dtype=torch.float32).eval()
+        model.config.output_hidden_states = True
+        model.text_model.config.output_hidden_states = True
+        model.config.export_model_type = _get_diffusers_submodel_type(model)  # as optimum's SDXL export names it
+        task = "feature-extraction"
+    constructor = TasksManager.get_exporter_config_constructor(model=model, exporter="onnx", library_name="diffusers",
+                                                               task=task)
+    return model, constructor(model.config, int_dtype="int64", float_dtype="fp32"), False
+
+
+def _parameter_count(part_dir: Path) -> int:
+    """Parameters in a part's safetensors, read from the headers (no weights loaded)."""
+    import struct
+
+    total = 0
+    for f in part_dir.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for key, meta in header.items():
+            if key != "__metadata__":
+                count = 1
+                for d in meta["shape"]:
+                    count *= d
+                total += count
+    return total
+
+
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def upcast_to_fp32(onnx_path: Path) -> None:
+    """Rewrite a graph traced in fp16 as fp32, in place, one initializer at a time.
+
+    Every fp16 tensor (initializers, Constant / ConstantOfShape values), every Cast to fp16 and every
+    fp16 graph input/output becomes fp32; value_info is dropped (onnxruntime infers it again). The
+    weights stream from the old external-data file to the new one, so memory holds one tensor at a time.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    FP16, FP32 = TensorProto.FLOAT16, TensorProto.FLOAT
+    folder = onnx_path.parent
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    new_data = folder / "model.onnx_data.fp32"
+    offset = 0
+
+    def widen(tensor) -> None:
+        nonlocal offset
+        if tensor.data_type != FP16:
+            return
+        external = {e.key: e.value for e in tensor.external_data}
+        if tensor.data_location == TensorProto.EXTERNAL:
+            with open(folder / external["location"], "rb") as f:
+                f.seek(int(external.get("offset", 0)))
+                raw = f.read(int(external["length"]))
+            values = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+            with open(new_data, "ab") as f:
+                f.write(values.tobytes())
+            del tensor.external_data[:]
+            tensor.data_type = FP32
+            for key, value in (("location", "model.onnx_data"), ("offset", str(offset)),
+                               ("length", str(values.nbytes))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            offset += values.nbytes
+        else:
+            values = numpy_helper.to_array(tensor).astype(np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+
+    new_data.unlink(missing_ok=True)
+    new_data.touch()
+    for tensor in model.graph.initializer:
+        widen(tensor)
+    for node in _all_nodes(model.graph):
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                widen(attr.t)
+            elif node.op_type == "Cast" and attr.name == "to" and attr.i == FP16:
+                attr.i = FP32
+    for value in (*model.graph.input, *model.graph.output):
+        if value.type.tensor_type.elem_type == FP16:
+            value.type.tensor_type.elem_type = FP32
+    del model.graph.value_info[:]
+    for stale in folder.glob("model.onnx_data"):
+        stale.unlink()
+    new_data.rename(folder / "model.onnx_data")
+    onnx.save(model, str(onnx_path))
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == 5:  # GRAPH (If / Loop bodies)
+                yield from _all_nodes(attr.g)
 
 
 def convert_to_fp16(onnx_path: Path) -> None:
@@ -234,16 +382,3 @@ def _guess_model_name(snapshot_dir: Path) -> str:
         if part.startswith("models--"):
             return part[len("models--"):].split("--")[-1]
     return snapshot_dir.resolve().name
-
-
-def _with_replaced_vae(snapshot_dir: Path, vae_dir: Path, staging: Path) -> Path:
-    """A staging snapshot whose vae/ is vae_dir (symlinks, so no weights are copied)."""
-    if not (vae_dir / "config.json").is_file():
-        raise MissingArtifact("replacement VAE snapshot", vae_dir, "make export PROFILE=animagine", detail="config.json missing")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for entry in snapshot_dir.iterdir():
-        target = vae_dir if entry.name == "vae" else entry
-        (staging / entry.name).symlink_to(target.resolve(), target_is_directory=target.is_dir())
-    return staging

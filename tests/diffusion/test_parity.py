@@ -42,8 +42,12 @@ def _wrong_guidance(monkeypatch, generator, p):
 
 
 def _wrong_crop(monkeypatch, generator, p):
+    original = generator.add_time_ids
+
     def crop_64(height, width):
-        return np.array([[height, width, 64, 64, height, width]], dtype=generator.float_dtype)
+        ids = original(height, width).clone()
+        ids[:, 2:4] = 64  # crop top-left (64, 64) instead of (0, 0)
+        return ids
 
     monkeypatch.setattr(generator, "add_time_ids", crop_64)
     return p, p
