@@ -28,8 +28,7 @@ from .repository import write_repository
 # results from an older checkout are rebuilt instead of served against new adapters.
 EXPORT_FORMAT = 3
 
-# Public names the PNG metadata and the model list report.
-MODEL_NAMES = {"tiny": "sotai-tiny-sdxl (random weights)", "animagine": "animagine-xl-3.0"}
+TINY_MODEL_NAME = "sotai-tiny-sdxl (random weights)"
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class ExportPlan:
     tag_data: Path | None = None  # None: the embedded default tag list
     embedding: str = "usem3"
     fp16: bool = False
+    sd_model: str = "cagliostrolab/animagine-xl-3.0"  # the animagine profile's SDXL repo (Settings.sd_model)
 
     @classmethod
     def from_settings(cls, settings: Settings, profile: str | None = None, target: Target = "cpu") -> "ExportPlan":
@@ -50,7 +50,13 @@ class ExportPlan:
             profile=profile, out_dir=settings.profile_dir(profile), target=target,
             dart_source=settings.dart_model_path, sd_source=settings.sd_model_path,
             tag_data=settings.tag_data, embedding=settings.embedding, fp16=target != "cpu",
+            sd_model=settings.sd_model,
         )
+
+    @property
+    def model_name(self) -> str:
+        """The public name PNG metadata and the model list report; it also picks the prompt conventions."""
+        return TINY_MODEL_NAME if self.profile == "tiny" else self.sd_model.rpartition("/")[2]
 
     @property
     def dart_quantize_bits(self) -> int | None:
@@ -159,7 +165,7 @@ def sd_snapshot(plan: ExportPlan) -> Path:
 
         _cached(dest, plan.key(), lambda: build_tiny_sdxl(dest), "tiny SDXL pipeline")
         return dest
-    return hub.download(hub.ANIMAGINE, dest)
+    return hub.download(hub.sdxl_snapshot(plan.sd_model), dest)
 
 
 def export_dart(plan: ExportPlan, snapshot: Path) -> None:
@@ -181,7 +187,7 @@ def export_sdxl(plan: ExportPlan, snapshot: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
         if plan.vae_fp16_fix is not None and not (plan.vae_fp16_fix / "config.json").is_file():
             hub.download(hub.VAE_FP16_FIX, plan.vae_fp16_fix)
-        paths = export_sdxl_onnx(snapshot, work, fp16=plan.fp16, model_name=MODEL_NAMES.get(plan.profile),
+        paths = export_sdxl_onnx(snapshot, work, fp16=plan.fp16, model_name=plan.model_name,
                                  vae_dir=plan.vae_fp16_fix)
         for name in ONNX_MODELS:
             dest = plan.repository / name / "1"
@@ -192,7 +198,7 @@ def export_sdxl(plan: ExportPlan, snapshot: Path) -> None:
         (work / "components").rename(components)
         shutil.rmtree(work)
 
-    _cached(components, plan.key("profile", "sd_source", "fp16"), build, "SDXL -> ONNX",
+    _cached(components, plan.key("profile", "sd_source", "fp16", "sd_model"), build, "SDXL -> ONNX",
             outputs=tuple(plan.repository / name / "1" for name in ONNX_MODELS))
 
 

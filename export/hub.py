@@ -21,17 +21,22 @@ class HubSnapshot:
 
 
 DART = HubSnapshot("p1atdev/dart-v2-moe-sft")
-ANIMAGINE = HubSnapshot(
-    "cagliostrolab/animagine-xl-3.0",
-    allow_patterns=(
-        "model_index.json", "scheduler/*.json", "text_encoder/*.json", "text_encoder/model.safetensors",
-        "text_encoder_2/*.json", "text_encoder_2/model.safetensors",
-        # Tokenizer files by type: a bare "tokenizer/*" would also take a pickled tokenizer/*.bin.
-        "tokenizer/*.json", "tokenizer/*.txt", "tokenizer_2/*.json", "tokenizer_2/*.txt",
-        "unet/*.json", "unet/diffusion_pytorch_model.safetensors", "vae/*.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ),
+SDXL_PATTERNS = (
+    "model_index.json", "scheduler/*.json", "text_encoder/*.json", "text_encoder/model.safetensors",
+    "text_encoder_2/*.json", "text_encoder_2/model.safetensors",
+    # Tokenizer files by type: a bare "tokenizer/*" would also take a pickled tokenizer/*.bin.
+    "tokenizer/*.json", "tokenizer/*.txt", "tokenizer_2/*.json", "tokenizer_2/*.txt",
+    "unet/*.json", "unet/diffusion_pytorch_model.safetensors", "vae/*.json",
+    "vae/diffusion_pytorch_model.safetensors",
 )
+
+
+def sdxl_snapshot(repo_id: str) -> HubSnapshot:
+    """Any SDXL diffusers repository (the Animagine XL models of sotai.diffusion.conventions)."""
+    return HubSnapshot(repo_id, allow_patterns=SDXL_PATTERNS)
+
+
+ANIMAGINE = sdxl_snapshot("cagliostrolab/animagine-xl-3.0")
 # SDXL's VAE overflows in fp16; this fine-tune does not (used for the GPU/fp16 target).
 VAE_FP16_FIX = HubSnapshot(
     "madebyollin/sdxl-vae-fp16-fix", allow_patterns=("config.json", "diffusion_pytorch_model.safetensors")

@@ -11,12 +11,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Profile = Literal["tiny", "animagine"]
+
+# Generation defaults per profile. animagine: Animagine XL's recommended settings (832x1216, 28 steps,
+# CFG 5-7, Euler a); tiny: small and fast for the CPU stand-in.
+PROFILE_DEFAULTS: dict[str, dict] = {
+    "tiny": {"default_steps": 20, "default_cfg_scale": 7.0, "default_width": 512, "default_height": 768},
+    "animagine": {"default_steps": 28, "default_cfg_scale": 6.0, "default_width": 832, "default_height": 1216},
+}
 
 
 def _env(name: str, **kw):
@@ -37,20 +44,26 @@ class Settings(BaseSettings):
     )
     sd_model_path: Path | None = _env(
         "SD_MODEL_PATH", default=None,
-        description="Local SDXL diffusers snapshot. Unset: export downloads Animagine XL 3.0.",
+        description="Local SDXL diffusers snapshot. Unset: export downloads SOTAI_SD_MODEL (Animagine XL 3.0).",
     )
     vector_db_path: Path | None = _env(
         "VECTOR_DB_PATH", default=None,
         description="Directory of the tag index (FAISS file, tag table, manifest).",
     )
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", default=None)
-    default_steps: int = _env("DEFAULT_STEPS", default=20)
-    default_cfg_scale: float = _env("DEFAULT_CFG_SCALE", default=7.0)
-    default_width: int = _env("DEFAULT_WIDTH", default=512)
-    default_height: int = _env("DEFAULT_HEIGHT", default=768)
+    # Unset: the profile's defaults (PROFILE_DEFAULTS).
+    default_steps: int | None = _env("DEFAULT_STEPS", default=None)
+    default_cfg_scale: float | None = _env("DEFAULT_CFG_SCALE", default=None)
+    default_width: int | None = _env("DEFAULT_WIDTH", default=None)
+    default_height: int | None = _env("DEFAULT_HEIGHT", default=None)
 
     # -- ours ------------------------------------------------------------
     profile: Profile = _env("SOTAI_PROFILE", default="tiny")
+    sd_model: str = _env(
+        "SOTAI_SD_MODEL", default="cagliostrolab/animagine-xl-3.0",
+        description="The SDXL model the animagine profile downloads and whose prompt conventions it follows:"
+        " a repo id of sotai.diffusion.conventions.CONVENTIONS (cagliostrolab/animagine-xl-3.0 or -3.1).",
+    )
     models_dir: Path = _env(
         "SOTAI_MODELS_DIR", default=PROJECT_ROOT / "models",
         description="Where export writes downloads, ONNX files and Triton repositories.",
@@ -79,6 +92,17 @@ class Settings(BaseSettings):
     host: str = _env("SOTAI_HOST", default="127.0.0.1")
     gateway_port: int = _env("SOTAI_GATEWAY_PORT", default=7860)
     api_key: SecretStr | None = _env("SOTAI_API_KEY", default=None)
+
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> "Settings":
+        from sotai.diffusion.conventions import CONVENTIONS
+
+        if self.sd_model not in CONVENTIONS:
+            raise ValueError(f"SOTAI_SD_MODEL={self.sd_model!r} must be one of {', '.join(CONVENTIONS)}")
+        for name, value in PROFILE_DEFAULTS[self.profile].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)  # frozen: filled once, at validation
+        return self
 
     def repository_dir(self, profile: str | None = None) -> Path:
         if self.repository is not None and profile is None:

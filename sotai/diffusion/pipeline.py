@@ -23,6 +23,7 @@ import numpy as np
 from sotai.diffusion.components import GRAPHS, Manifest
 from sotai.diffusion.png import PngParameters, encode_png
 from sotai.diffusion.preview import latent_preview
+from sotai.diffusion.conventions import conventions_for
 from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
 from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
 from sotai.errors import InvalidInput, MissingArtifact, StageError
@@ -101,6 +102,7 @@ class SdxlGenerator:
         self.max_batch = {g: min(max_batch, self.engine_limits.max_batch(g)) if self.engine_limits else max_batch
                           for g in GRAPHS}
         self.manifest = Manifest.load(self.components_dir)
+        self.conventions = conventions_for(self.manifest.model_name)  # the served model's prompt tags
         self.float_dtype = _torch_dtype(self.manifest.input_dtype("unet", "sample"))
         self.tokenizers = [
             CLIPTokenizer.from_pretrained(self.components_dir / name) for name in ("tokenizer", "tokenizer_2")
@@ -130,6 +132,7 @@ class SdxlGenerator:
         prompt, negative = animagine_prompts(
             prompt, params.negative_prompt, rating=params.rating,
             quality_tags=params.quality_tags, default_negative=params.default_negative,
+            conventions=self.conventions,
         )
         seed = secrets.randbits(32) if params.seed == -1 else params.seed
         generator = torch.Generator("cpu").manual_seed(seed)  # one generator, end to end

@@ -1,7 +1,7 @@
-"""Animagine XL 3.0's prompt conventions, and prompts longer than CLIP's 77 tokens.
+"""The model's prompt conventions applied to a prompt, and prompts longer than CLIP's 77 tokens.
 
-Animagine XL 3.0's model card recommends appending the quality tags `masterpiece, best quality`,
-a rating modifier (`safe`, `sensitive`, `nsfw`, `explicit, nsfw`) and its default negative prompt.
+The quality tags, rating tags and default negative prompt come from the served model's entry in
+`sotai.diffusion.conventions` (Animagine XL 3.0: `masterpiece, best quality`, `rating: general` ...).
 `GenerationParams.quality_tags=False` leaves the prompt exactly as given (no quality or rating tags);
 `default_negative=False` uses only the request's negative prompt.
 """
@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from sotai.diffusion.conventions import ANIMAGINE_XL_30, PromptConventions
 from sotai.errors import InvalidInput
 
 # Prompts may span this many 77-token chunks: 40 x 75 = 3000 CLIP tokens, what PROMPT_MAX_CHARS
 # (12000) characters of English tags make at about 4 characters a token. The TensorRT engines'
 # shape profiles are built for it; a prompt past it is refused, never cut.
 MAX_PROMPT_CHUNKS = 40
-
-QUALITY_TAGS = ("masterpiece", "best quality")
-DEFAULT_NEGATIVE = (
-    "nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
-    "worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry, artist name"
-)
-# sotai.limits.RATINGS -> Animagine XL 3.0 rating modifiers.
-RATING_TAGS = {
-    "sfw": ("safe",),
-    "general": ("safe",),
-    "sensitive": ("sensitive",),
-    "questionable": ("nsfw",),
-    "nsfw": ("nsfw",),
-    "explicit": ("explicit", "nsfw"),
-}
-
 
 def _split_tags(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -48,17 +33,18 @@ def _join_unique(*groups) -> str:
     return ", ".join(out)
 
 
-def animagine_prompts(prompt: str, negative_prompt: str, *, rating: str, quality_tags: bool, default_negative: bool) -> tuple[str, str]:
-    """(prompt, negative prompt) as sent to the text encoders.
+def animagine_prompts(prompt: str, negative_prompt: str, *, rating: str, quality_tags: bool, default_negative: bool,
+                      conventions: PromptConventions = ANIMAGINE_XL_30) -> tuple[str, str]:
+    """(prompt, negative prompt) as sent to the text encoders, by the model's conventions.
 
     Tags already present are not repeated. When the requested rating asks for `nsfw`, that tag is
     taken out of the default negative prompt, which would otherwise contradict it.
     """
-    rating_tags = RATING_TAGS[rating]
+    rating_tags = conventions.rating_tags[rating]
     if quality_tags:
-        prompt = _join_unique(_split_tags(prompt), rating_tags, QUALITY_TAGS)
+        prompt = _join_unique(_split_tags(prompt), rating_tags, conventions.quality_tags)
     if default_negative:
-        defaults = [t for t in _split_tags(DEFAULT_NEGATIVE) if t not in rating_tags]
+        defaults = [t for t in _split_tags(conventions.default_negative) if t not in rating_tags]
         negative_prompt = _join_unique(_split_tags(negative_prompt), defaults) if negative_prompt.strip() else ", ".join(defaults)
     return prompt, negative_prompt
 

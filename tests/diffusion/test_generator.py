@@ -77,7 +77,7 @@ def test_png_carries_a1111_parameters(generator):
 
 def test_animagine_defaults_are_applied_and_can_be_turned_off(generator):
     on = generator("1girl", _params(quality_tags=True, default_negative=True, rating="general"))
-    assert on.prompt == "1girl, safe, masterpiece, best quality"
+    assert on.prompt == "1girl, rating: general, masterpiece, best quality"  # Animagine XL 3.0's tags
     assert on.negative_prompt.startswith("nsfw, lowres, bad anatomy")
     off = generator("1girl", _params())
     assert (off.prompt, off.negative_prompt) == ("1girl", "")
