@@ -38,6 +38,7 @@ class Call:
     values: dict[str, object]
     defaults: dict[str, object] = field(default_factory=dict)  # values a model may lack (see ModelInfo.encode)
     stream: bool = False  # the model is decoupled: read every response
+    request_id: str = ""  # Triton's request id (the painting call's: skip/interrupt name the job by it)
 
 
 Plan = Generator["Call | Progress", "dict[str, np.ndarray] | None", "GenerateResult | TagsResult"]
@@ -105,7 +106,7 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
     route: list[str] = []
 
     if request.text and not progress and not catalog.get("sotai").decoupled:
-        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults)
+        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults, request_id=request.request_id)
         return GenerateResult(tags=json.loads(_string(out, "TAGS")), prompt=_string(out, "PROMPT"),
                               images=_images(out), seed=int(out["SEED_USED"].reshape(-1)[0]), route="sotai")
 
@@ -120,7 +121,8 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
     route.append(painter)
     if progress:
         yield Progress("diffusion", 0, request.params.steps)
-    out = yield Call(painter, {"PROMPT": tags.prompt, **values}, defaults, stream=catalog.get(painter).decoupled)
+    out = yield Call(painter, {"PROMPT": tags.prompt, **values}, defaults, stream=catalog.get(painter).decoupled,
+                     request_id=request.request_id)
     return GenerateResult(tags=tags.tags, prompt=tags.prompt, images=_images(out),
                           seed=int(out["SEED_USED"].reshape(-1)[0]), route=" > ".join(route))
 
