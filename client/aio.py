@@ -57,9 +57,11 @@ class AsyncSotaiClient(MapsTritonErrors):
         await self.close()
 
     # -- calls ---------------------------------------------------------------
-    async def generate(self, request: GenerateRequest, on_progress: AsyncProgressCallback | None = None) -> GenerateResult:
+    async def generate(self, request: GenerateRequest, on_progress: AsyncProgressCallback | None = None, *,
+                       cancellable: bool = False) -> GenerateResult:
+        """`cancellable`: cancelling the awaiting task stops the painting in Triton (see plans.py)."""
         result = None
-        async for event in self.stream(request, progress=on_progress is not None):
+        async for event in self.stream(request, progress=on_progress is not None, cancellable=cancellable):
             if isinstance(event, Progress):
                 maybe = on_progress(event)  # type: ignore[misc]
                 if maybe is not None:
@@ -68,9 +70,11 @@ class AsyncSotaiClient(MapsTritonErrors):
                 result = event
         return result  # type: ignore[return-value]
 
-    async def stream(self, request: GenerateRequest, *, progress: bool = True) -> AsyncIterator[Progress | GenerateResult]:
+    async def stream(self, request: GenerateRequest, *, progress: bool = True,
+                     cancellable: bool = False) -> AsyncIterator[Progress | GenerateResult]:
         """Progress events as they happen, then the GenerateResult."""
-        plan = generate_plan(request, await self.catalog(), progress=progress, streaming=self.protocol == "grpc")
+        plan = generate_plan(request, await self.catalog(), progress=progress, streaming=self.protocol == "grpc",
+                             cancellable=cancellable)
         async for event in self._run(plan, Deadline.start(request.checked().timeout_s)):
             yield event
 

@@ -1,4 +1,5 @@
-"""Errors -> HTTP: InvalidInput 422 (Triton's words), Triton down 503 + Retry-After, other stage errors 502."""
+"""Errors -> HTTP: InvalidInput 422 (Triton's words), overload 429 + Retry-After, Triton down 503 +
+Retry-After, the request's own timeout_s passed 504 (naming the field), client gone 499, other stage errors 502."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotai.client import TritonUnavailable
+from sotai.client.errors import DeadlineExceeded, RequestCancelled, TritonOverloaded
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
     CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE,
-    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text,
+    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text, check_timeout,
 )
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but the access log says what happened
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
 FIELD_CHECKS = {
@@ -30,7 +34,23 @@ FIELD_CHECKS = {
     "tags": lambda v: check_tags("tags", v),
     "quality_tags": lambda v: check_bool("quality_tags", v),
     "default_negative": lambda v: check_bool("default_negative", v),
+    "timeout_s": lambda v: check_timeout("timeout_s", v),
 }
+
+
+def error_status(exc: SotaiError) -> int:
+    """The HTTP status of a project error (the same for plain answers and the SSE `error` event)."""
+    if isinstance(exc, InvalidInput):
+        return 422
+    if isinstance(exc, TritonOverloaded):
+        return 429
+    if isinstance(exc, TritonUnavailable):
+        return 503
+    if isinstance(exc, DeadlineExceeded):
+        return 504
+    if isinstance(exc, RequestCancelled):
+        return CLIENT_CLOSED_REQUEST
+    return 502
 
 
 def invalid_response(exc: InvalidInput) -> JSONResponse:
@@ -70,7 +90,7 @@ def from_validation_error(exc: RequestValidationError) -> InvalidInput:
     return InvalidInput(field, value, error.get("msg", "is invalid").lower())
 
 
-def install(app: FastAPI, retry_after_s: int) -> None:
+def install(app: FastAPI, retry_after_s: int, overload_retry_after_s: int = 2) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput):
         return invalid_response(exc)
@@ -93,9 +113,18 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return JSONResponse(status_code=503, content={"detail": str(exc)},
                             headers={"Retry-After": str(retry_after_s)})
 
+    @app.exception_handler(TritonOverloaded)
+    async def _overloaded(request: Request, exc: TritonOverloaded):
+        return JSONResponse(status_code=429, content={"detail": str(exc)},
+                            headers={"Retry-After": str(overload_retry_after_s)})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _deadline(request: Request, exc: DeadlineExceeded):
+        return JSONResponse(status_code=504, content={"detail": str(exc), "field": exc.field, "rule": exc.rule})
+
     @app.exception_handler(SotaiError)
     async def _stage(request: Request, exc: SotaiError):
-        return JSONResponse(status_code=502, content={"detail": str(exc)})
+        return JSONResponse(status_code=error_status(exc), content={"detail": str(exc)})
 
 
 def document_errors(app: FastAPI) -> None:
