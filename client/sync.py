@@ -199,6 +199,7 @@ class SotaiClient(MapsTritonErrors):
         responses: queue.Queue = queue.Queue()
         # tritonclient allows one stream per client object: a private one keeps this call thread-safe.
         client = self._tc.InferenceServerClient(self.url, channel_args=grpc_channel_args())
+        finished = False
         try:
             client.start_stream(callback=lambda result, error: responses.put((result, error)),
                                 stream_timeout=seconds)
@@ -222,9 +223,11 @@ class SotaiClient(MapsTritonErrors):
                 merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
                 final = response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
+                    finished = True
                     break
         finally:
-            client.stop_stream()
+            # Left early (an error, Ctrl-C, the caller closed this generator): cancel, so the loop stops.
+            client.stop_stream(cancel_requests=not finished)
             client.close()
         if "IMAGE" not in merged:
             raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
