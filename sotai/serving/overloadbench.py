@@ -8,8 +8,9 @@
    and the resident memory (RSS) of tritonserver with its stubs and of the gateway: the baseline.
 3. Triton phase: `--concurrency` gRPC clients (asyncio) on the `diffusion` model for `--seconds`.
 4. Gateway phase: `--concurrency` HTTP clients on `POST /v1/images` for `--seconds`; a refused
-   client tries again after `--backoff-ms` (less than Retry-After, to keep the pressure on).
-   Closed loop: each client sends its next request as soon as it has an answer.
+   client tries again after the answer's Retry-After, as a well-behaved client does (or after
+   `--backoff-ms`, to keep more pressure on). Closed loop: each client sends its next request as soon
+   as it has an answer. (In the Triton phase, which has no Retry-After, a refused client waits 100 ms.)
 5. After the load: the good request's latency and the RSS again.
 Verdict: every answer is a success or a refusal (Triton: "Exceeds maximum queue size"; gateway:
 429 with Retry-After); none is a 5xx or a transport error; p99 of refusals < 100 ms; the good
@@ -46,6 +47,7 @@ class Tally:
     refused: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)  # "HTTP 502" / exception text -> count
     error_ms: list[float] = field(default_factory=list)
+    refused_at: list[tuple[float, float]] = field(default_factory=list)  # (s into the phase, ms)
 
     def summary(self, seconds: float) -> dict:
         def pct(values: list[float], q: float) -> float | None:
@@ -70,7 +72,8 @@ def register(bench_subparsers) -> None:
     p.add_argument("--seconds", type=float, default=45.0, help="length of each load phase")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--probes", type=int, default=5, help="sequential good requests before and after the load")
-    p.add_argument("--backoff-ms", type=float, default=100.0)
+    p.add_argument("--backoff-ms", type=float, default=None,
+                   help="gateway phase: wait this long after a 429 (default: its Retry-After)")
     p.add_argument("--latency-tolerance", type=float, default=0.5, help="after/before - 1 allowed (shared CPUs)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
@@ -139,7 +142,7 @@ async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: i
     return summary
 
 
-async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, backoff_s: float) -> dict:
+async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, backoff_s: float | None) -> dict:
     import httpx
 
     tally = Tally()
@@ -159,8 +162,10 @@ async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, 
                         tally.ok.append(ms)
                     elif response.status_code == 429:
                         tally.refused.append(ms)
+                        tally.refused_at.append((time.monotonic() - (stop - seconds), ms))
                         retry_after.add(response.headers.get("Retry-After", "<none>"))
-                        await asyncio.sleep(backoff_s)
+                        await asyncio.sleep(backoff_s if backoff_s is not None else
+                                            float(response.headers.get("Retry-After", "1")))
                     else:
                         tally.errors[f"HTTP {response.status_code}: {response.text[:100]}"] += 1
                         tally.error_ms.append(ms)
@@ -169,10 +174,27 @@ async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, 
                 n += 1
 
         t0 = time.monotonic()
+        lag = asyncio.ensure_future(loop_lag(stop))
         await asyncio.gather(*(user(i) for i in range(concurrency)))
         summary = tally.summary(time.monotonic() - t0)
+        summary.update(await lag)
     summary["retry_after"] = sorted(retry_after)
+    summary["slowest_refusals_at_s"] = sorted((round(at, 1), round(ms)) for at, ms in
+                                              sorted(tally.refused_at, key=lambda x: -x[1])[:5])
     return summary
+
+
+async def loop_lag(stop: float, tick_s: float = 0.01) -> dict:
+    """How late this process's event loop wakes up: a latency the load generator adds to every answer
+    it measures (on a busy 2-core machine it is not small)."""
+    lags = []
+    while time.monotonic() < stop:
+        t0 = time.perf_counter()
+        await asyncio.sleep(tick_s)
+        lags.append((time.perf_counter() - t0 - tick_s) * 1000)
+    q = statistics.quantiles(lags, n=100) if len(lags) >= 2 else [0.0] * 99
+    return {"generator_lag_p50_ms": round(q[49], 1), "generator_lag_p99_ms": round(q[98], 1),
+            "generator_lag_max_ms": round(max(lags, default=0.0), 1)}
 
 
 def good_latency(url: str, probes: int, steps: int) -> float:
@@ -229,7 +251,7 @@ def cmd_bench_overload(args) -> int:
     settings = get_settings()
     repo_src = args.repo or settings.repository_dir()
     args.out.mkdir(parents=True, exist_ok=True)
-    backoff_s = args.backoff_ms / 1000
+    backoff_s = None if args.backoff_ms is None else args.backoff_ms / 1000
     with tempfile.TemporaryDirectory(prefix="sotai-overload-") as tmp:
         repo = small_queue_copy(repo_src, Path(tmp) / "repository", args.queue)
         server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
@@ -255,7 +277,7 @@ def cmd_bench_overload(args) -> int:
                 print(f"Triton phase: {args.concurrency} gRPC clients on `diffusion` for {args.seconds:.0f} s",
                       file=sys.stderr, flush=True)
                 phases = {"triton": asyncio.run(triton_phase(server.grpc_url, args.concurrency, args.seconds,
-                                                             args.steps, backoff_s))}
+                                                             args.steps, 0.1 if backoff_s is None else backoff_s))}
                 _settle(server.process.pid)
                 print(f"gateway phase: {args.concurrency} HTTP clients on /v1/images for {args.seconds:.0f} s",
                       file=sys.stderr, flush=True)
@@ -280,6 +302,7 @@ def cmd_bench_overload(args) -> int:
     }
     ok = all(checks.values())
     result = {"concurrency": args.concurrency, "queue": args.queue, "in_flight": args.in_flight, "steps": args.steps,
+              "gateway_backoff": "Retry-After" if backoff_s is None else f"{args.backoff_ms:g} ms",
               "cpus": os.cpu_count(), "phases": phases, "good_before_ms": before_ms, "good_after_ms": after_ms,
               "rss_before_mib": _mib(rss_before), "rss_after_mib": _mib(rss_after), "rss_growth": growth,
               "checks": checks, "pass": ok}
@@ -296,13 +319,18 @@ def _mib(rss: dict[str, int]) -> dict[str, float]:
 
 def print_result(r: dict) -> None:
     print(f"overload: concurrency {r['concurrency']}, Triton queues {r['queue']}, gateway {r['in_flight']} jobs per "
-          f"replica, steps {r['steps']}, 512x512, {r['cpus']} CPUs")
+          f"replica, steps {r['steps']}, 512x512, {r['cpus']} CPUs; a refused gateway client waits "
+          f"{r['gateway_backoff']}")
     print(f"{'phase':<8} {'secs':>5} {'done':>6} {'done/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} "
           f"{'ref p50':>8} {'ref p99':>8} {'ref max':>8} {'errors':>6}")
     for name, p in r["phases"].items():
         print(f"{name:<8} {p['seconds']:>5} {p['completed']:>6} {p['completed_per_s']:>6} {p['completed_p50_ms']!s:>8} "
               f"{p['completed_p99_ms']!s:>8} {p['refused']:>8} {p['refused_p50_ms']!s:>8} {p['refused_p99_ms']!s:>8} "
               f"{p['refused_max_ms']!s:>8} {p['errors']:>6}")
+        if "generator_lag_p99_ms" in p:
+            print(f"  load generator's own event-loop lag: p50 {p['generator_lag_p50_ms']} ms, p99 "
+                  f"{p['generator_lag_p99_ms']} ms, max {p['generator_lag_max_ms']} ms; slowest refusals "
+                  f"(s into the phase, ms): {p['slowest_refusals_at_s']}")
         if p["error_kinds"]:
             print(f"  errors: {p['error_kinds']}")
     print(f"good request (median of probes): before {r['good_before_ms']} ms, after {r['good_after_ms']} ms")
