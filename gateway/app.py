@@ -65,6 +65,8 @@ def create_app(
     app.include_router(routes.router, dependencies=guard)
     app.include_router(a1111.router, dependencies=guard)
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    # Added last: runs first, so a refusal under overload costs the least.
+    app.add_middleware(errors.AdmissionLimit, pool=pool, retry_after_s=settings.overload_retry_after_s)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

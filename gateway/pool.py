@@ -69,6 +69,10 @@ class TritonPool:
         """Jobs under way per replica (a cancelled job is gone from here at once)."""
         return {c.url: self._in_flight.get(c.url, 0) for c in self._clients}
 
+    def has_capacity(self) -> bool:
+        """A replica could take one more job from here now (before start: assume so)."""
+        return not self._clients or any(self._has_slot(c) for c in self._clients)
+
     def _has_slot(self, client: AsyncSotaiClient) -> bool:
         return self._in_flight.get(client.url, 0) < self.max_in_flight
 

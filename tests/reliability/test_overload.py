@@ -317,9 +317,34 @@ def test_gateway_answers_429_with_retry_after_past_its_job_limit(one_job_gateway
         assert time.monotonic() - t0 < 0.1
         assert response.headers["Retry-After"] == "3"
         assert "busy" in response.json()["detail"] and "retry" in response.json()["detail"]
-    with gw.stream("POST", "/v1/images/stream", json={"tags": ["1girl"], "steps": 1}) as stream:
-        events = [line for line in stream.iter_lines() if line.startswith("data:")]
-    assert json.loads(events[-1][5:])["status"] == 429
+    stream = gw.post("/v1/images/stream", json={"tags": ["1girl"], "steps": 1})
+    assert stream.status_code == 429 and stream.headers["Retry-After"] == "3"  # refused before the stream opens
     thread.join(60)
     assert box["value"].status_code == 200
     assert gw.post("/v1/images", json={"tags": ["1girl"], "steps": 1}).status_code == 200
+
+
+def test_a_full_triton_queue_is_a_429_too_never_a_5xx(small_queues, steps, test_settings):
+    """A gateway that would admit more jobs than Triton queues: Triton's refusal comes back as 429."""
+    from sotai.gateway import create_app
+    from sotai.gateway.background import ServerThread
+
+    settings = test_settings.model_copy(update={"default_width": 512, "default_height": 512, "max_in_flight": 16})
+    gateway = ServerThread(create_app(settings, triton_urls=small_queues.grpc_url, api_key="", ui=False),
+                           free_port()).start()
+    steps.settled(0.3)
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=120) as http:
+            def paint(seed):
+                return http.post("/v1/images", json={"tags": ["1girl"], "steps": 15, "seed": seed})
+
+            threads = [_in_thread(lambda seed=seed: paint(seed)) for seed in range(QUEUE + 4)]
+            for thread, _ in threads:
+                thread.join(120)
+            statuses = sorted(box["value"].status_code for _, box in threads)
+            refused = [box["value"] for _, box in threads if box["value"].status_code == 429]
+            assert set(statuses) == {200, 429}, statuses
+            assert all(r.headers["Retry-After"] == str(settings.overload_retry_after_s) for r in refused)
+            assert "queue is full" in refused[0].json()["detail"]
+    finally:
+        gateway.stop()
