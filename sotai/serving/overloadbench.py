@@ -11,7 +11,9 @@
    client tries again after the answer's Retry-After (plus up to half of it at random, the usual
    jitter), as a well-behaved client does (or after
    `--backoff-ms`, to keep more pressure on). Closed loop: each client sends its next request as soon
-   as it has an answer. (In the Triton phase, which has no Retry-After, a refused client waits 100 ms.)
+   as it has an answer. (In the Triton phase, which has no Retry-After, a refused client waits 50-150 ms.)
+   The clients of each phase start over `--ramp-s` (1 s: 64 new connections at the same instant cost
+   the first refusals ~130 ms on 2 shared cores).
 5. After the load: the good request's latency and the RSS again.
 Verdict: every answer is a success or a refusal (Triton: "Exceeds maximum queue size"; gateway:
 429 with Retry-After); none is a 5xx or a transport error; p99 of refusals < 100 ms; the good
@@ -76,6 +78,8 @@ def register(bench_subparsers) -> None:
     p.add_argument("--probes", type=int, default=5, help="sequential good requests before and after the load")
     p.add_argument("--backoff-ms", type=float, default=None,
                    help="gateway phase: wait this long after a 429 (default: its Retry-After)")
+    p.add_argument("--ramp-s", type=float, default=1.0,
+                   help="clients start over this many seconds (locust's spawn rate; 0: all at once)")
     p.add_argument("--latency-tolerance", type=float, default=0.5, help="after/before - 1 allowed (shared CPUs)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
@@ -113,7 +117,8 @@ def _diffusion_inputs(steps: int, seed: int):
     return inputs
 
 
-async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: int, backoff_s: float) -> dict:
+async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: int, backoff_s: float,
+                       ramp_s: float = 1.0) -> dict:
     import tritonclient.grpc.aio as aio
 
     client = aio.InferenceServerClient(grpc_url)
@@ -121,6 +126,7 @@ async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: i
     stop = time.monotonic() + seconds
 
     async def user(i: int) -> None:
+        await asyncio.sleep(ramp_s * i / concurrency)
         n = 0
         while time.monotonic() < stop:
             t0 = time.perf_counter()
@@ -131,7 +137,7 @@ async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: i
                 ms = (time.perf_counter() - t0) * 1000
                 if "Exceeds maximum queue size" in str(exc):
                     tally.refused.append(ms)
-                    await asyncio.sleep(backoff_s)
+                    await asyncio.sleep(backoff_s * (0.5 + random.random()))
                 else:
                     tally.errors[str(exc).splitlines()[0][:120]] += 1
                     tally.error_ms.append(ms)
@@ -144,7 +150,8 @@ async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: i
     return summary
 
 
-async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, backoff_s: float | None) -> dict:
+async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, backoff_s: float | None,
+                        ramp_s: float = 1.0) -> dict:
     # aiohttp, not httpx: httpx's connection pool costs tens of ms per request at this concurrency
     # (62 simultaneous refusals: up to 1.3 s with httpx, 0.15 s with aiohttp), which would be
     # measured as the gateway's latency.
@@ -158,6 +165,7 @@ async def gateway_phase(url: str, concurrency: int, seconds: float, steps: int, 
                                      timeout=aiohttp.ClientTimeout(total=120)) as http:
 
         async def user(i: int) -> None:
+            await asyncio.sleep(ramp_s * i / concurrency)
             n = 0
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
@@ -290,12 +298,13 @@ def cmd_bench_overload(args) -> int:
                 print(f"Triton phase: {args.concurrency} gRPC clients on `diffusion` for {args.seconds:.0f} s",
                       file=sys.stderr, flush=True)
                 phases = {"triton": asyncio.run(triton_phase(server.grpc_url, args.concurrency, args.seconds,
-                                                             args.steps, 0.1 if backoff_s is None else backoff_s))}
+                                                             args.steps, 0.1 if backoff_s is None else backoff_s,
+                                                             args.ramp_s))}
                 _settle(server.process.pid)
                 print(f"gateway phase: {args.concurrency} HTTP clients on /v1/images for {args.seconds:.0f} s",
                       file=sys.stderr, flush=True)
                 phases["gateway"] = asyncio.run(gateway_phase(url, args.concurrency, args.seconds, args.steps,
-                                                              backoff_s))
+                                                              backoff_s, args.ramp_s))
                 _settle(server.process.pid)
                 after_ms = good_latency(url, args.probes, args.steps)
                 rss_after = {"triton": _rss(server.process.pid), "gateway": _rss(gateway.pid)}
@@ -316,6 +325,7 @@ def cmd_bench_overload(args) -> int:
     ok = all(checks.values())
     result = {"concurrency": args.concurrency, "queue": args.queue, "in_flight": args.in_flight, "steps": args.steps,
               "gateway_backoff": "Retry-After (+0-50% jitter)" if backoff_s is None else f"{args.backoff_ms:g} ms",
+              "ramp_s": args.ramp_s,
               "cpus": os.cpu_count(), "phases": phases, "good_before_ms": before_ms, "good_after_ms": after_ms,
               "rss_before_mib": _mib(rss_before), "rss_after_mib": _mib(rss_after), "rss_growth": growth,
               "checks": checks, "pass": ok}
@@ -333,7 +343,7 @@ def _mib(rss: dict[str, int]) -> dict[str, float]:
 def print_result(r: dict) -> None:
     print(f"overload: concurrency {r['concurrency']}, Triton queues {r['queue']}, gateway {r['in_flight']} jobs per "
           f"replica, steps {r['steps']}, 512x512, {r['cpus']} CPUs; a refused gateway client waits "
-          f"{r['gateway_backoff']}")
+          f"{r['gateway_backoff']}; clients start over {r['ramp_s']:g} s")
     print(f"{'phase':<8} {'secs':>5} {'done':>6} {'done/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} "
           f"{'ref p50':>8} {'ref p99':>8} {'ref max':>8} {'errors':>6}")
     for name, p in r["phases"].items():
