@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -193,11 +194,14 @@ async def _paint(state: GatewayState, job: Job, base: GenerateRequest, n_iter: i
         if job.interrupted:
             break
         gen = job.painting(replace(base, params=replace(base.params, seed=(base.params.seed + k * batch) % 2**32)), k)
-        async for event in state.pool.stream(gen):
-            if isinstance(event, Progress):
-                job.update(event)
-            else:
-                results.append(event)
+        async with contextlib.aclosing(state.pool.stream(gen)) as events:
+            async for event in events:
+                if isinstance(event, Progress):
+                    job.update(event)
+                    if job.interrupted and event.stage != "diffusion":
+                        break  # interrupted before this image's painting began: none is painted, as in A1111
+                else:
+                    results.append(event)
     return results
 
 
