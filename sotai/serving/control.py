@@ -6,7 +6,9 @@ Everything here is what the Triton diffusion adapter asks before each denoising 
 - cancelled: Triton marks a request cancelled when its gRPC call is cancelled (a client gone, the
   gateway's HTTP client gone, the call's own gRPC deadline): the job is abandoned, its slot freed.
 - deadline: a request may carry a timeout (Triton's request `timeout` parameter, microseconds, set
-  from the client's `timeout_s`); the loop never paints past it and the error names `timeout_s`.
+  from the client's `timeout_s`); the loop never paints past it and the error names `timeout_s`. It
+  counts from when the model takes the request; the time it waited in the queue is covered by the
+  client's gRPC deadline (the same `timeout_s`), which cancels the call when it passes.
 - finish: `/sdapi/v1/skip` and `/interrupt` end the image being painted early, as A1111 does: the loop
   stops and decodes the latents it has. The gateway asks the `diffusion_control` model, which leaves
   a flag file named after the job's Triton request id in a directory private to the tritonserver
