@@ -17,7 +17,7 @@ from sotai.limits import GenerationParams
 from .catalog import Catalog, ModelInfo, pipeline_models
 from .errors import MapsTritonErrors, from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
-from .sync import Protocol, grpc_channel_args, transport
+from .sync import Deadline, Protocol, grpc_channel_args, transport
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
 AsyncProgressCallback = Callable[[Progress], "Awaitable[None] | None"]
@@ -57,9 +57,11 @@ class AsyncSotaiClient(MapsTritonErrors):
         await self.close()
 
     # -- calls ---------------------------------------------------------------
-    async def generate(self, request: GenerateRequest, on_progress: AsyncProgressCallback | None = None) -> GenerateResult:
+    async def generate(self, request: GenerateRequest, on_progress: AsyncProgressCallback | None = None, *,
+                       cancellable: bool = False) -> GenerateResult:
+        """`cancellable`: cancelling the awaiting task stops the painting in Triton (see plans.py)."""
         result = None
-        async for event in self.stream(request, progress=on_progress is not None):
+        async for event in self.stream(request, progress=on_progress is not None, cancellable=cancellable):
             if isinstance(event, Progress):
                 maybe = on_progress(event)  # type: ignore[misc]
                 if maybe is not None:
@@ -68,10 +70,12 @@ class AsyncSotaiClient(MapsTritonErrors):
                 result = event
         return result  # type: ignore[return-value]
 
-    async def stream(self, request: GenerateRequest, *, progress: bool = True) -> AsyncIterator[Progress | GenerateResult]:
+    async def stream(self, request: GenerateRequest, *, progress: bool = True,
+                     cancellable: bool = False) -> AsyncIterator[Progress | GenerateResult]:
         """Progress events as they happen, then the GenerateResult."""
-        plan = generate_plan(request, await self.catalog(), progress=progress, streaming=self.protocol == "grpc")
-        async for event in self._run(plan):
+        plan = generate_plan(request, await self.catalog(), progress=progress, streaming=self.protocol == "grpc",
+                             cancellable=cancellable)
+        async for event in self._run(plan, Deadline.start(request.checked().timeout_s)):
             yield event
 
     async def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
@@ -116,7 +120,11 @@ class AsyncSotaiClient(MapsTritonErrors):
         return self._catalog
 
     # -- plumbing ------------------------------------------------------------
-    async def _run(self, plan: Plan) -> AsyncIterator:
+    async def control(self, request_id: str, action: str) -> None:
+        """Ask the running painting call `request_id` to finish its image now (action skip | interrupt)."""
+        await self._unary(Call("diffusion_control", {"REQUEST_ID": request_id, "ACTION": action}))
+
+    async def _run(self, plan: Plan, deadline: Deadline = Deadline(None)) -> AsyncIterator:
         try:
             item = next(plan)
             while True:
@@ -126,51 +134,61 @@ class AsyncSotaiClient(MapsTritonErrors):
                     continue
                 if item.stream:
                     outputs = None
-                    async for event in self._streamed(item):
+                    async for event in self._streamed(item, deadline):
                         if isinstance(event, Progress):
                             yield event
                         else:
                             outputs = event
                 else:
-                    outputs = await self._unary(item)
+                    outputs = await self._unary(item, deadline)
                 item = plan.send(outputs)
         except StopIteration as stop:
             yield stop.value
 
-    async def _unary(self, call: Call) -> dict[str, np.ndarray]:
+    async def _unary(self, call: Call, deadline: Deadline = Deadline(None)) -> dict[str, np.ndarray]:
         info = (await self.catalog()).get(call.model)
         inputs = info.encode(self._tc, call.values, call.defaults)
+        seconds, micros = deadline.left(call.model, self.timeout_s)
         try:
-            kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-            result = await self._client.infer(call.model, inputs, **kwargs)
+            kwargs = {"client_timeout": seconds} if self.protocol == "grpc" else {}
+            result = await self._client.infer(call.model, inputs, request_id=call.request_id, timeout=micros, **kwargs)
         except (self._aio.InferenceServerException, *self._transport_errors) as exc:
-            raise self._error(call.model, exc) from None
+            raise self._error(call.model, exc, deadline.timeout_s) from None
         return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
 
-    async def _streamed(self, call: Call) -> AsyncIterator:
+    async def _streamed(self, call: Call, deadline: Deadline = Deadline(None)) -> AsyncIterator:
         if self.protocol != "grpc":
             raise SotaiError(f"`{call.model}` streams its responses, which needs gRPC: use protocol='grpc'")
         info = (await self.catalog()).get(call.model)
         inputs = info.encode(self._tc, call.values, call.defaults)
+        seconds, micros = deadline.left(call.model, self.timeout_s)
 
         async def one_request():
-            yield {"model_name": call.model, "inputs": inputs}
+            yield {"model_name": call.model, "inputs": inputs, "request_id": call.request_id, "timeout": micros}
 
         # The request side closes after one request; Triton ends the stream after the model's final
         # response, so the loop ends without asking for an empty final response.
         merged: dict[str, np.ndarray] = {}
+        responses = None
+        finished = False
         try:
-            responses = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s)
+            responses = self._client.stream_infer(one_request(), stream_timeout=seconds)
             async for result, error in responses:
                 if error is not None:
-                    raise self._error(call.model, error)
+                    raise self._error(call.model, error, deadline.timeout_s)
                 out = {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
                 event = progress_from(out)
                 if event is not None:
                     yield event
                 merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
+            finished = True
         except (self._aio.InferenceServerException, *self._transport_errors) as exc:
-            raise self._error(call.model, exc) from None
+            raise self._error(call.model, exc, deadline.timeout_s) from None
+        finally:
+            if not finished and responses is not None:
+                # Left early (the caller cancelled, or closed this generator): cancel the call, so Triton
+                # cancels the request and the loop stops at its next step.
+                responses.cancel()
         if "IMAGE" not in merged:
             raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
         yield merged

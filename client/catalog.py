@@ -20,7 +20,7 @@ DTYPES = {
     "TYPE_UINT8": ("UINT8", np.uint8),
 }
 # Models the client may call; `<stage>_stream` is the decoupled variant that streams progress.
-PIPELINE = ("sotai", "rag", "dart", "diffusion", "diffusion_stream")
+PIPELINE = ("sotai", "rag", "dart", "diffusion", "diffusion_stream", "diffusion_control")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ and returns the result. It does no I/O, so `SotaiClient` and `AsyncSotaiClient` 
 they perform a call.
 
 Routes (all client-side; no BLS model orchestrates them):
-- text, no progress wanted: the `sotai` ensemble, one round trip.
+- text, no progress wanted: the `sotai` ensemble, one round trip, unless the call must be cancellable
+  or has a deadline: Triton 2.51's ensemble scheduler does not pass a cancellation on to the step under
+  way (measured: a cancelled `sotai` call painted all its remaining steps), and gives every step the
+  whole timeout; the chain below cancels, and gives each call what is left of the deadline.
 - text with progress: rag, dart, then `diffusion_stream` (decoupled, one response per step) when the
   server has it and the protocol is gRPC, else `diffusion`. Dart's tags are reported before painting.
   (A streaming ensemble cannot replace this chain: Triton 2.51 refuses an ensemble whose outputs come
@@ -38,6 +41,7 @@ class Call:
     values: dict[str, object]
     defaults: dict[str, object] = field(default_factory=dict)  # values a model may lack (see ModelInfo.encode)
     stream: bool = False  # the model is decoupled: read every response
+    request_id: str = ""  # Triton's request id (the painting call's: skip/interrupt name the job by it)
 
 
 Plan = Generator["Call | Progress", "dict[str, np.ndarray] | None", "GenerateResult | TagsResult"]
@@ -98,14 +102,17 @@ def tags_plan(request: GenerateRequest, catalog: Catalog, progress: bool = False
     return result
 
 
-def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool, streaming: bool) -> Plan:
-    """Any request -> GenerateResult. `streaming`: the transport can read decoupled models (gRPC)."""
+def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool, streaming: bool,
+                  cancellable: bool = False) -> Plan:
+    """Any request -> GenerateResult. `streaming`: the transport can read decoupled models (gRPC).
+    `cancellable`: call the stages one by one, so cancelling the caller stops the painting."""
     request = request.checked()
     values, defaults = generation_values(request.params, rated=not request.prompt)
     route: list[str] = []
+    one_trip = not (cancellable or request.timeout_s is not None)
 
-    if request.text and not progress and not catalog.get("sotai").decoupled:
-        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults)
+    if request.text and not progress and one_trip and not catalog.get("sotai").decoupled:
+        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults, request_id=request.request_id)
         return GenerateResult(tags=json.loads(_string(out, "TAGS")), prompt=_string(out, "PROMPT"),
                               images=_images(out), seed=int(out["SEED_USED"].reshape(-1)[0]), route="sotai")
 
@@ -120,7 +127,8 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
     route.append(painter)
     if progress:
         yield Progress("diffusion", 0, request.params.steps)
-    out = yield Call(painter, {"PROMPT": tags.prompt, **values}, defaults, stream=catalog.get(painter).decoupled)
+    out = yield Call(painter, {"PROMPT": tags.prompt, **values}, defaults, stream=catalog.get(painter).decoupled,
+                     request_id=request.request_id)
     return GenerateResult(tags=tags.tags, prompt=tags.prompt, images=_images(out),
                           seed=int(out["SEED_USED"].reshape(-1)[0]), route=" > ".join(route))
 

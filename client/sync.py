@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import queue
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -12,7 +14,7 @@ from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import GenerationParams
 
 from .catalog import Catalog, ModelInfo, pipeline_models
-from .errors import MapsTritonErrors, from_triton
+from .errors import DeadlineExceeded, MapsTritonErrors, from_triton
 from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
@@ -41,6 +43,28 @@ def grpc_channel_args() -> list[tuple[str, int]]:
             ("grpc.max_reconnect_backoff_ms", 1000),
             # A `dns:///name:port` URL that resolves to several Triton replicas spreads calls over all of them.
             ("grpc.lb_policy_name", "round_robin")]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A request's `timeout_s`, shared by its calls: each gets what is left, as its gRPC deadline (which
+    cancels the call in Triton) and as Triton's request `timeout` (microseconds; the diffusion loop checks it)."""
+
+    timeout_s: float | None
+    at: float | None = None
+
+    @classmethod
+    def start(cls, timeout_s: float | None) -> "Deadline":
+        return cls(timeout_s, None if timeout_s is None else time.monotonic() + timeout_s)
+
+    def left(self, model: str, client_timeout_s: float) -> tuple[float, int | None]:
+        """(seconds for the call's gRPC deadline, Triton timeout in microseconds or None)."""
+        if self.at is None:
+            return client_timeout_s, None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(self.timeout_s, f"passed before `{model}` was called")
+        return min(client_timeout_s, left), max(1, int(left * 1e6))
 
 
 def run_events(plan: Plan, call: Callable[[Call], Iterator]) -> Iterator:
@@ -102,7 +126,8 @@ class SotaiClient(MapsTritonErrors):
     def stream(self, request: GenerateRequest, *, progress: bool = True) -> Iterator[Progress | GenerateResult]:
         """Progress events as they happen, then the GenerateResult."""
         plan = generate_plan(request, self.catalog(), progress=progress, streaming=self.protocol == "grpc")
-        return run_events(plan, self._call)
+        deadline = Deadline.start(request.checked().timeout_s)
+        return run_events(plan, lambda call: self._call(call, deadline))
 
     def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
              tags: Sequence[str] = ()) -> TagsResult:
@@ -147,43 +172,49 @@ class SotaiClient(MapsTritonErrors):
         return self._catalog
 
     # -- plumbing ------------------------------------------------------------
-    def _call(self, call: Call) -> Iterator:
+    def _call(self, call: Call, deadline: Deadline = Deadline(None)) -> Iterator:
         if call.stream:
-            yield from self._streamed(call)
+            yield from self._streamed(call, deadline)
         else:
-            yield self._unary(call)
+            yield self._unary(call, deadline)
 
-    def _unary(self, call: Call) -> dict[str, np.ndarray]:
+    def _unary(self, call: Call, deadline: Deadline = Deadline(None)) -> dict[str, np.ndarray]:
         info = self.catalog().get(call.model)
         inputs = info.encode(self._tc, call.values, call.defaults)
+        seconds, micros = deadline.left(call.model, self.timeout_s)
         try:
-            kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-            result = self._client.infer(call.model, inputs, **kwargs)
+            kwargs = {"client_timeout": seconds} if self.protocol == "grpc" else {}
+            result = self._client.infer(call.model, inputs, request_id=call.request_id, timeout=micros, **kwargs)
         except (self._tc.InferenceServerException, OSError) as exc:
-            raise self._error(call.model, exc) from None
+            raise self._error(call.model, exc, deadline.timeout_s) from None
         return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
 
-    def _streamed(self, call: Call) -> Iterator:
+    def _streamed(self, call: Call, deadline: Deadline = Deadline(None)) -> Iterator:
         """A decoupled model over a gRPC stream: Progress per response, then the merged outputs."""
         if self.protocol != "grpc":
             raise SotaiError(f"`{call.model}` streams its responses, which needs gRPC: use protocol='grpc'")
         info = self.catalog().get(call.model)
         inputs = info.encode(self._tc, call.values, call.defaults)
+        seconds, micros = deadline.left(call.model, self.timeout_s)
         responses: queue.Queue = queue.Queue()
         # tritonclient allows one stream per client object: a private one keeps this call thread-safe.
         client = self._tc.InferenceServerClient(self.url, channel_args=grpc_channel_args())
+        finished = False
         try:
             client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                stream_timeout=self.timeout_s)
-            client.async_stream_infer(call.model, inputs, enable_empty_final_response=True)
+                                stream_timeout=seconds)
+            client.async_stream_infer(call.model, inputs, request_id=call.request_id, timeout=micros,
+                                      enable_empty_final_response=True)
             merged: dict[str, np.ndarray] = {}
             while True:
                 try:
-                    result, error = responses.get(timeout=self.timeout_s)
+                    result, error = responses.get(timeout=seconds)
                 except queue.Empty:
+                    if deadline.timeout_s is not None:
+                        raise DeadlineExceeded(deadline.timeout_s, f"{call.model}: no answer in time") from None
                     raise SotaiError(f"{call.model}: no response for {self.timeout_s:.0f} s") from None
                 if error is not None:
-                    raise self._error(call.model, error)
+                    raise self._error(call.model, error, deadline.timeout_s)
                 response = result.get_response()
                 out = {o.name: result.as_numpy(o.name) for o in response.outputs}
                 event = progress_from(out)
@@ -192,9 +223,11 @@ class SotaiClient(MapsTritonErrors):
                 merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
                 final = response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
+                    finished = True
                     break
         finally:
-            client.stop_stream()
+            # Left early (an error, Ctrl-C, the caller closed this generator): cancel, so the loop stops.
+            client.stop_stream(cancel_requests=not finished)
             client.close()
         if "IMAGE" not in merged:
             raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")

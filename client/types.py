@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from sotai.errors import InvalidInput
 from sotai.limits import (
-    SEED_RANGE, TEXT_MAX_CHARS, TOP_K_RANGE, GenerationParams, check_int, check_tags, check_text,
+    SEED_RANGE, TEXT_MAX_CHARS, TOP_K_RANGE, GenerationParams, check_int, check_tags, check_text, check_timeout,
 )
 
 # What a request starts from; each skips the stages before it.
@@ -26,6 +26,11 @@ class GenerateRequest:
     tags: tuple[str, ...] = ()
     prompt: str = ""
     top_k: int = 20  # RAG candidates handed to Dart (text requests only)
+    # The whole request's deadline in seconds (None: the client's timeout_s only). Sent to Triton as the
+    # gRPC deadline and the request `timeout`: painting stops at the next step once it has passed.
+    timeout_s: float | None = None
+    # Triton request id of the painting call (the gateway names its jobs so skip/interrupt can find them).
+    request_id: str = ""
 
     @property
     def source(self) -> str:
@@ -49,7 +54,8 @@ class GenerateRequest:
         text = check_text("text", self.text) if self.text else ""
         prompt = check_text("prompt", self.prompt, max_chars=TEXT_MAX_CHARS) if self.prompt else ""
         top_k = check_int("top_k", self.top_k, *TOP_K_RANGE)
-        return GenerateRequest(text=text, params=params, tags=tags, prompt=prompt, top_k=top_k)
+        return GenerateRequest(text=text, params=params, tags=tags, prompt=prompt, top_k=top_k,
+                               timeout_s=check_timeout("timeout_s", self.timeout_s), request_id=self.request_id)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,21 @@ from sotai.settings import PROJECT_ROOT
 SOURCE_REPOSITORY = PROJECT_ROOT / "model_repository"
 
 
-def write_pipeline_configs(repo: Path, *, target: Target = "cpu", embedding: str = "usem3") -> None:
-    """config.pbtxt + model.py of rag, dart, diffusion and the `sotai` ensemble."""
+def write_pipeline_configs(repo: Path, *, target: Target = "cpu", embedding: str = "usem3",
+                           max_queue_size: int | None = None) -> None:
+    """config.pbtxt + model.py of rag, dart, diffusion and the `sotai` ensemble. max_queue_size: the
+    bounded queues' length (default SOTAI_MAX_QUEUE_SIZE)."""
     gpu = target != "cpu"
+    if max_queue_size is None and repo.resolve() != SOURCE_REPOSITORY:
+        from sotai.settings import get_settings
+
+        max_queue_size = get_settings().max_queue_size
     for name, contract in PIPELINE_CONTRACTS.items():
         if name == "rag":
             contract = with_parameters(contract, embedding=embedding)
         model_dir = repo / name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
-        (model_dir / "config.pbtxt").write_text(render_config(contract, gpu=gpu))
+        (model_dir / "config.pbtxt").write_text(render_config(contract, gpu=gpu, max_queue_size=max_queue_size))
         if repo.resolve() == SOURCE_REPOSITORY:
             continue  # regenerating the committed configs only
         adapter = SOURCE_REPOSITORY / (contract.adapter or name) / "1" / "model.py"

@@ -7,11 +7,16 @@
 - Unset fields take this server's defaults (DEFAULT_STEPS, DEFAULT_WIDTH ...), not A1111's.
 - Fields this server cannot honour are refused with 422 when they ask for something (enable_hr,
   restore_faces ...); fields without effect here are accepted and listed in `info.sotai.ignored`.
+- `POST /interrupt` and `/skip` act on the job `/progress` reports (the oldest under way), as A1111's
+  one job: both finish the image being painted at the next step, decoded as it is, and it is returned;
+  interrupt also paints no further images of the job (n_iter). A client that goes away cancels its job.
+- Overload: 429 with Retry-After (never a queue without bound); `timeout_s` (ours, not A1111's): 504.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -26,7 +31,8 @@ from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput
 from sotai.limits import NUM_IMAGES_RANGE, GenerationParams, check_int
 
-from .state import GatewayState
+from .routes import unless_disconnected
+from .state import GatewayState, Job
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
@@ -74,6 +80,7 @@ class Txt2ImgRequest(BaseModel):
     refiner_checkpoint: str | None = None
     override_settings: dict | None = None
     send_images: bool = True
+    timeout_s: float | None = Field(None, description="not A1111's: seconds after which painting stops (504)")
 
 
 class Txt2ImgResponse(BaseModel):
@@ -140,20 +147,17 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
     if not body.prompt.strip():
         raise InvalidInput("prompt", body.prompt, "must not be empty or only whitespace")
     japanese = bool(JAPANESE.search(body.prompt))
-    base = GenerateRequest(text=body.prompt, params=params_of(body, state)) if japanese else \
-        GenerateRequest(prompt=body.prompt, params=params_of(body, state))
+    base = GenerateRequest(text=body.prompt, params=params_of(body, state), timeout_s=body.timeout_s) if japanese \
+        else GenerateRequest(prompt=body.prompt, params=params_of(body, state), timeout_s=body.timeout_s)
     base = base.checked()  # seed -1 -> a concrete seed, shared by the iterations
 
-    results: list[GenerateResult] = []
     timestamp = time.strftime("%Y%m%d%H%M%S")
     with state.board.job(base) as job:
-        for k in range(n_iter):
-            gen = replace(base, params=replace(base.params, seed=(base.params.seed + k * batch) % 2**32))
-            async for event in state.pool.stream(gen):
-                if isinstance(event, Progress):
-                    job.update(event)
-                else:
-                    results.append(event)
+        results = await unless_disconnected(request, _paint(state, job, base, n_iter, batch))
+    if not results:  # interrupted before its first image was begun
+        return Txt2ImgResponse(images=[], parameters=body.model_dump(exclude_none=False), info=json.dumps(
+            {"prompt": body.prompt, "all_prompts": [], "seed": base.params.seed, "all_seeds": [], "infotexts": [],
+             "job_timestamp": timestamp, "version": "sotai", "sotai": {"interrupted": True}}, ensure_ascii=False))
 
     images = [png for r in results for png in r.images]
     all_seeds = [r.seed for r in results for _ in r.images]
@@ -181,6 +185,44 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
     parameters = body.model_dump(exclude_none=False)
     return Txt2ImgResponse(images=[base64.b64encode(p).decode("ascii") for p in images] if body.send_images else [],
                            parameters=parameters, info=json.dumps(info, ensure_ascii=False))
+
+
+async def _paint(state: GatewayState, job: Job, base: GenerateRequest, n_iter: int, batch: int) -> list[GenerateResult]:
+    """The job's n_iter painting calls; iteration k uses seed + k * batch_size, as A1111 numbers them."""
+    results: list[GenerateResult] = []
+    for k in range(n_iter):
+        if job.interrupted:
+            break
+        gen = job.painting(replace(base, params=replace(base.params, seed=(base.params.seed + k * batch) % 2**32)), k)
+        async with contextlib.aclosing(state.pool.stream(gen)) as events:
+            async for event in events:
+                if isinstance(event, Progress):
+                    job.update(event)
+                    if job.interrupted and event.stage != "diffusion":
+                        break  # interrupted before this image's painting began: none is painted, as in A1111
+                else:
+                    results.append(event)
+    return results
+
+
+@router.post("/interrupt", summary="finish the image under way now and paint no more of its job (A1111's)")
+async def interrupt(request: Request) -> dict:
+    state: GatewayState = request.app.state.sotai
+    job = state.board.current()
+    if job is not None:
+        job.interrupted = True
+        await state.pool.control(job.request_id, "interrupt")
+    return {}
+
+
+@router.post("/skip", summary="finish the image under way now, decoded as it is; the job goes on (A1111's)")
+async def skip(request: Request) -> None:
+    state: GatewayState = request.app.state.sotai
+    job = state.board.current()
+    if job is not None:
+        job.skipped = True
+        await state.pool.control(job.request_id, "skip")
+    return None
 
 
 @router.get("/samplers", summary="the samplers this server paints with")
@@ -250,11 +292,12 @@ async def progress(request: Request, skip_current_image: bool = Query(False)) ->
     step = latest.step if latest and latest.stage == "diffusion" else 0
     preview = None if skip_current_image or not job.preview else base64.b64encode(job.preview).decode("ascii")
     return {"progress": round(fraction, 4), "eta_relative": round(eta, 3),
-            "state": _job_state(len(state.board.jobs), step, job.steps), "current_image": preview,
+            "state": _job_state(len(state.board.jobs), step, job.steps, job), "current_image": preview,
             "textinfo": f"{latest.stage} {latest.step}/{latest.total}" if latest else "queued"}
 
 
-def _job_state(jobs: int, step: int, steps: int) -> dict:
-    return {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": jobs,
+def _job_state(jobs: int, step: int, steps: int, job: Job | None = None) -> dict:
+    return {"skipped": bool(job and job.skipped), "interrupted": bool(job and job.interrupted),
+            "stopping_generation": False, "job": job.request_id if job else "", "job_count": jobs,
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "job_no": 0, "sampling_step": step,
             "sampling_steps": steps}

@@ -39,7 +39,8 @@ def create_app(
         api_key = settings.api_key.get_secret_value()
     api_key = api_key or None  # "" turns the key off even when SOTAI_API_KEY is set
     pool = TritonPool(parse_urls(triton_urls or settings.triton_url), protocol=protocol, timeout_s=timeout_s,
-                      retry_after_s=RETRY_AFTER_S)
+                      retry_after_s=RETRY_AFTER_S, max_in_flight=settings.max_in_flight,
+                      overload_retry_after_s=settings.overload_retry_after_s)
     state = GatewayState(settings=settings, pool=pool, retry_after_s=RETRY_AFTER_S)
 
     @contextlib.asynccontextmanager
@@ -52,17 +53,20 @@ def create_app(
         title="SotaiGenerator gateway",
         version="0.1.0",
         description="Japanese text -> Danbooru tags (RAG) -> Dart -> SDXL, served by Triton. "
-                    "Errors: 422 names the field and its limit; 503 (with Retry-After) while Triton is down.",
+                    "Errors: 422 names the field and its limit; 429 (with Retry-After) when too many jobs are in "
+                    "flight; 503 (with Retry-After) while Triton is down; 504 when the request's timeout_s passed.",
         lifespan=lifespan,
     )
     app.state.sotai = state
-    errors.install(app, RETRY_AFTER_S)
+    errors.install(app, RETRY_AFTER_S, settings.overload_retry_after_s)
     errors.document_errors(app)
     guard = [Depends(api_key_dependency(api_key))]
     app.include_router(routes.probes)
     app.include_router(routes.router, dependencies=guard)
     app.include_router(a1111.router, dependencies=guard)
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    # Added last: runs first, so a refusal under overload costs the least.
+    app.add_middleware(errors.AdmissionLimit, pool=pool, retry_after_s=settings.overload_retry_after_s)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -1,6 +1,9 @@
-"""Errors -> HTTP: InvalidInput 422 (Triton's words), Triton down 503 + Retry-After, other stage errors 502."""
+"""Errors -> HTTP: InvalidInput 422 (Triton's words), overload 429 + Retry-After, Triton down 503 +
+Retry-After, the request's own timeout_s passed 504 (naming the field), client gone 499, other stage errors 502."""
 
 from __future__ import annotations
+
+import json
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -9,11 +12,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sotai.client import TritonUnavailable
+from sotai.client.errors import DeadlineExceeded, RequestCancelled, TritonOverloaded
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import (
     CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE,
-    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text,
+    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text, check_timeout,
 )
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but the access log says what happened
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
 FIELD_CHECKS = {
@@ -30,7 +36,51 @@ FIELD_CHECKS = {
     "tags": lambda v: check_tags("tags", v),
     "quality_tags": lambda v: check_bool("quality_tags", v),
     "default_negative": lambda v: check_bool("default_negative", v),
+    "timeout_s": lambda v: check_timeout("timeout_s", v),
 }
+
+
+# The requests that take a job slot; refused by AdmissionLimit before anything else is done with them.
+JOB_ROUTES = frozenset({"/v1/tags", "/v1/images", "/v1/images/stream", "/sdapi/v1/txt2img"})
+
+
+class AdmissionLimit:
+    """ASGI middleware: while every replica runs its limit of jobs, a job request is answered 429 with
+    Retry-After at once, before its body is read or validated. Under a crowd of retries this keeps a
+    refusal to a fraction of a millisecond of the gateway's time (through FastAPI it costs ~1-2 ms, and
+    62 clients retrying together then wait behind each other). The endpoint still checks for itself."""
+
+    def __init__(self, app, pool, retry_after_s: int):
+        self.app = app
+        self.pool = pool
+        self.retry_after_s = retry_after_s
+        limit = f"{pool.max_in_flight} jobs in flight on each of its Triton replica(s)"
+        self.body = json.dumps({"detail": str(TritonOverloaded("the gateway", limit, retry_after_s))}).encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in JOB_ROUTES \
+                and not self.pool.has_capacity():
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode()),
+                (b"retry-after", str(self.retry_after_s).encode())]})
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        await self.app(scope, receive, send)
+
+
+def error_status(exc: SotaiError) -> int:
+    """The HTTP status of a project error (the same for plain answers and the SSE `error` event)."""
+    if isinstance(exc, InvalidInput):
+        return 422
+    if isinstance(exc, TritonOverloaded):
+        return 429
+    if isinstance(exc, TritonUnavailable):
+        return 503
+    if isinstance(exc, DeadlineExceeded):
+        return 504
+    if isinstance(exc, RequestCancelled):
+        return CLIENT_CLOSED_REQUEST
+    return 502
 
 
 def invalid_response(exc: InvalidInput) -> JSONResponse:
@@ -70,7 +120,7 @@ def from_validation_error(exc: RequestValidationError) -> InvalidInput:
     return InvalidInput(field, value, error.get("msg", "is invalid").lower())
 
 
-def install(app: FastAPI, retry_after_s: int) -> None:
+def install(app: FastAPI, retry_after_s: int, overload_retry_after_s: int = 2) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput):
         return invalid_response(exc)
@@ -93,9 +143,18 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return JSONResponse(status_code=503, content={"detail": str(exc)},
                             headers={"Retry-After": str(retry_after_s)})
 
+    @app.exception_handler(TritonOverloaded)
+    async def _overloaded(request: Request, exc: TritonOverloaded):
+        return JSONResponse(status_code=429, content={"detail": str(exc)},
+                            headers={"Retry-After": str(overload_retry_after_s)})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _deadline(request: Request, exc: DeadlineExceeded):
+        return JSONResponse(status_code=504, content={"detail": str(exc), "field": exc.field, "rule": exc.rule})
+
     @app.exception_handler(SotaiError)
     async def _stage(request: Request, exc: SotaiError):
-        return JSONResponse(status_code=502, content={"detail": str(exc)})
+        return JSONResponse(status_code=error_status(exc), content={"detail": str(exc)})
 
 
 def document_errors(app: FastAPI) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from sotai.client import GenerateRequest, GenerateResult, Progress, TagsResult
 from sotai.limits import (
     CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_MULTIPLE, SIZE_RANGE,
-    STEPS_RANGE, TAGS_MAX, TEXT_MAX_CHARS, GenerationParams,
+    STEPS_RANGE, TAGS_MAX, TEXT_MAX_CHARS, TIMEOUT_RANGE, GenerationParams,
 )
 from sotai.settings import Settings
 
@@ -59,6 +59,9 @@ class GenerationBody(BaseModel):
     rating: StrictStr = Field("general", description=" | ".join(RATINGS), json_schema_extra={"enum": list(RATINGS)})
     quality_tags: StrictBool = Field(True, description="add Animagine's quality and rating tags")
     default_negative: StrictBool = Field(True, description="add Animagine's default negative prompt")
+    timeout_s: StrictFloat | StrictInt | None = Field(
+        None, description=f"seconds ({_range(TIMEOUT_RANGE)}); past them painting stops and the answer is 504 "
+                          "naming timeout_s. Unset: no deadline", json_schema_extra=_bounds(TIMEOUT_RANGE))
 
     def to_request(self, settings: Settings) -> GenerateRequest:
         """The client's request, checked (raises InvalidInput naming the field and the limit)."""
@@ -68,7 +71,8 @@ class GenerationBody(BaseModel):
             scheduler=self.scheduler, rating=self.rating, quality_tags=self.quality_tags,
             default_negative=self.default_negative,
         )
-        return GenerateRequest(text=self.text, tags=tuple(self.tags or ()), params=params).checked()
+        return GenerateRequest(text=self.text, tags=tuple(self.tags or ()), params=params,
+                               timeout_s=self.timeout_s).checked()
 
 
 class TagOut(BaseModel):

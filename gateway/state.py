@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 
 from sotai.client import GenerateRequest, Progress
 from sotai.settings import Settings
@@ -20,6 +21,20 @@ class Job:
     steps: int
     latest: Progress | None = None
     preview: bytes = b""
+    token: str = field(default_factory=lambda: f"sotai-{uuid.uuid4().hex[:16]}")
+    image: int = 0  # which painting call of the job runs (A1111's n_iter)
+    interrupted: bool = False  # /sdapi/v1/interrupt: no further images
+    skipped: bool = False  # /sdapi/v1/skip was asked for the image under way
+
+    @property
+    def request_id(self) -> str:
+        """Triton request id of the painting call under way: skip/interrupt name it."""
+        return f"{self.token}-{self.image}"
+
+    def painting(self, request: GenerateRequest, image: int = 0) -> GenerateRequest:
+        """The request of the job's image number `image`, named so skip/interrupt can reach it."""
+        self.image, self.skipped = image, False
+        return replace(request, request_id=self.request_id)
 
     def update(self, event: Progress) -> None:
         self.latest = event

@@ -213,7 +213,7 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
         yield progress_html(None), None, [], rows, prompt, None
         try:
             with state.board.job(request) as job:
-                async for event in state.pool.stream(request):
+                async for event in state.pool.stream(job.painting(request)):  # named: skip/interrupt reach it
                     if isinstance(event, Progress):
                         job.update(event)
                         if event.tags is not None:

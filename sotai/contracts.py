@@ -47,6 +47,9 @@ class ModelContract:
     backend: str = "python"  # python | onnxruntime | tensorrt | ensemble
     max_batch_size: int = PIPELINE_MAX_BATCH
     dynamic_batching: bool = False
+    # A bounded queue: past max_queue_size waiting requests Triton refuses at once (UNAVAILABLE,
+    # "Exceeds maximum queue size"), and a request's own timeout also drops it from the queue.
+    bounded_queue: bool = False
     decoupled: bool = False
     instance_count: int = 1
     adapter: str | None = None  # model_repository/<adapter>/1/model.py; default: the model's own name
@@ -68,6 +71,7 @@ RAG = ModelContract(
     inputs=(S("TEXT"), I32("TOP_K", optional=True)),
     outputs=(S("CANDIDATES"),),  # UTF-8 JSON {"candidates": [{tag, score, category, reason}]}
     dynamic_batching=True,
+    bounded_queue=True,
     parameters={"embedding": "usem3", "top_k": "20"},
 )
 
@@ -76,6 +80,7 @@ DART = ModelContract(
     inputs=(S("CANDIDATES"), I32("WIDTH"), I32("HEIGHT"), S("RATING"), I64("SEED")),
     outputs=(S("TAGS"), S("PROMPT")),  # TAGS: JSON list of {tag, score, category, reason}
     dynamic_batching=True,
+    bounded_queue=True,
 )
 
 DIFFUSION = ModelContract(
@@ -88,6 +93,7 @@ DIFFUSION = ModelContract(
         Tensor("DEFAULT_NEGATIVE", "BOOL", optional=True),
     ),
     outputs=(S("IMAGE", dims=(-1,)), I64("SEED_USED")),  # IMAGE: one PNG (bytes) per image
+    bounded_queue=True,
 )
 
 # The same loop, decoupled: one response per step (STEP of TOTAL_STEPS, a small PREVIEW PNG), then
@@ -95,6 +101,15 @@ DIFFUSION = ModelContract(
 DIFFUSION_STREAM = replace(
     DIFFUSION, name="diffusion_stream", adapter="diffusion", decoupled=True,
     outputs=(*DIFFUSION.outputs, I32("STEP"), I32("TOTAL_STEPS"), S("PREVIEW")),
+)
+
+# Skip/interrupt (A1111's /sdapi/v1/skip, /interrupt): the job under way in diffusion(_stream), named by
+# its Triton request id, finishes its image at the next step (sotai.serving.control). Not queued behind
+# painting: its own instance, and it only writes a flag file.
+DIFFUSION_CONTROL = ModelContract(
+    name="diffusion_control",
+    inputs=(S("REQUEST_ID"), S("ACTION")),
+    outputs=(Tensor("ACCEPTED", "BOOL"),),
 )
 
 # What a caller sends to the whole pipeline (the client, perf_analyzer, the gateway).
@@ -120,7 +135,7 @@ SOTAI = ModelContract(
 )
 
 PIPELINE_CONTRACTS: dict[str, ModelContract] = {
-    c.name: c for c in (RAG, DART, DIFFUSION, DIFFUSION_STREAM, SOTAI)
+    c.name: c for c in (RAG, DART, DIFFUSION, DIFFUSION_STREAM, DIFFUSION_CONTROL, SOTAI)
 }
 
 _ONNX_TYPES = {1: "FP32", 10: "FP16", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
@@ -148,8 +163,15 @@ def onnx_contract(name: str, onnx_path: Path, target: Target = "cpu") -> ModelCo
                          backend=backend, max_batch_size=ONNX_MAX_BATCH)
 
 
-def render_config(contract: ModelContract, *, gpu: bool = False) -> str:
-    """config.pbtxt text for a contract."""
+def _default_queue_size() -> int:
+    from sotai.settings import Settings
+
+    return Settings.model_fields["max_queue_size"].default
+
+
+def render_config(contract: ModelContract, *, gpu: bool = False, max_queue_size: int | None = None) -> str:
+    """config.pbtxt text for a contract; max_queue_size: the bounded queue's length (default: the
+    SOTAI_MAX_QUEUE_SIZE default, as in the committed configs)."""
     lines = [f'name: "{contract.name}"']
     if contract.backend == "ensemble":
         lines.append('platform: "ensemble"')
@@ -167,13 +189,24 @@ def render_config(contract: ModelContract, *, gpu: bool = False) -> str:
         if gpu and contract.name in ("diffusion", "diffusion_stream", "dart"):
             kind = "KIND_GPU"  # python models that run onnxruntime-gpu or BLS from the GPU
         lines.append(f"instance_group [ {{ count: {contract.instance_count} kind: {kind} }} ]")
-        if contract.dynamic_batching:
-            lines.append("dynamic_batching { max_queue_delay_microseconds: 2000 }")
+        lines += _batching_block(contract, max_queue_size or _default_queue_size())
         if contract.decoupled:
             lines.append("model_transaction_policy { decoupled: true }")
     for key, value in contract.parameters.items():
         lines.append(f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}')
     return "\n".join(lines) + "\n"
+
+
+def _batching_block(contract: ModelContract, max_queue_size: int) -> list[str]:
+    if not contract.dynamic_batching and not contract.bounded_queue:
+        return []
+    # A model that does not batch (the diffusion loop) gets the scheduler only for its queue policy:
+    # preferred size 1 keeps every request its own execute, so none waits for another's images.
+    batching = "max_queue_delay_microseconds: 2000" if contract.dynamic_batching else "preferred_batch_size: [ 1 ]"
+    if not contract.bounded_queue:
+        return [f"dynamic_batching {{ {batching} }}"]
+    policy = f"default_queue_policy {{ max_queue_size: {max_queue_size} allow_timeout_override: true }}"
+    return [f"dynamic_batching {{ {batching} {policy} }}"]
 
 
 def _tensor_block(kind: str, tensors: tuple[Tensor, ...]) -> list[str]:

@@ -26,6 +26,8 @@ SEED_RANGE = (-1, 2**32 - 1)  # -1 = random; the seed used is returned
 TAGS_MAX = 128
 TAG_MAX_CHARS = 128
 TOP_K_RANGE = (1, 200)
+# A request's own deadline in seconds (`timeout_s`; unset: none). The server never paints past it.
+TIMEOUT_RANGE = (0.1, 3600.0)
 # RAG candidates (or given tags) handed to Dart in one request.
 CANDIDATES_MAX = max(TOP_K_RANGE[1], TAGS_MAX)
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m_karras")
@@ -113,6 +115,11 @@ def check_bool(field_name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(field_name, value, "must be true or false")
     return value
+
+
+def check_timeout(field_name: str, value: object) -> float | None:
+    """None (no deadline) or seconds in TIMEOUT_RANGE."""
+    return None if value is None else check_float(field_name, value, *TIMEOUT_RANGE)
 
 
 def check_size(field_name: str, value: object) -> int:

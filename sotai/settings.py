@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     gateway_port: int = _env("SOTAI_GATEWAY_PORT", default=7860)
     api_key: SecretStr | None = _env("SOTAI_API_KEY", default=None)
 
+    # -- overload ----------------------------------------------------------
+    max_queue_size: int = _env(
+        "SOTAI_MAX_QUEUE_SIZE", default=16, ge=1,
+        description="Requests each queueing Triton model (rag, dart, diffusion, diffusion_stream) holds"
+        " waiting; past it Triton refuses at once. Written into config.pbtxt by `sotai export`.",
+    )
+    max_in_flight: int = _env(
+        "SOTAI_MAX_IN_FLIGHT", default=8, ge=1,
+        description="Jobs the gateway runs at once on each Triton replica; past it: 429 with Retry-After.",
+    )
+    overload_retry_after_s: int = _env(
+        "SOTAI_OVERLOAD_RETRY_AFTER_S", default=2, ge=1,
+        description="Retry-After (seconds) of the gateway's 429 answers.",
+    )
+
     @model_validator(mode="after")
     def _profile_defaults(self) -> "Settings":
         from sotai.diffusion.conventions import CONVENTIONS

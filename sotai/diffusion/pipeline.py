@@ -32,6 +32,11 @@ from sotai.limits import PROMPT_MAX_CHARS, GenerationParams, check_text
 Runner = Callable[[dict], dict]  # named tensors in, named tensors out (torch, or numpy: see the module doc)
 # progress(step, total_steps, preview): step counts 1..total; preview is a small HxWx3 uint8 of image 0.
 Progress = Callable[[int, int, "np.ndarray | None"], None]
+# should_stop(step) is asked before each denoising step (step counts 0..total-1) and once before the
+# decode: None goes on; FINISH ends the loop there and decodes the latents as they are (A1111's skip
+# and interrupt). A hook that must abandon the request (cancelled, past its deadline) raises instead.
+StopCheck = Callable[[int], "str | None"]
+FINISH = "finish"
 
 
 
@@ -122,8 +127,11 @@ class SdxlGenerator:
 
     # -- the algorithm ---------------------------------------------------------------------------
 
-    def __call__(self, prompt: str, params: GenerationParams, progress: Progress | None = None) -> GenerationResult:
+    def __call__(self, prompt: str, params: GenerationParams, progress: Progress | None = None,
+                 should_stop: StopCheck | None = None) -> GenerationResult:
         import torch
+
+        should_stop = should_stop or (lambda step: None)
 
         # 1. Check inputs before any compute.
         params = params.checked()
@@ -159,8 +167,10 @@ class SdxlGenerator:
             "time_ids": self.add_time_ids(params.height, params.width).repeat(rows, 1),
         }
 
-        # 6. Denoising loop.
+        # 6. Denoising loop (asking should_stop before each step, so a stop costs at most the step under way).
         for i, t in enumerate(scheduler.timesteps):
+            if should_stop(i) == FINISH:
+                break
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             noise_pred = self.unet(model_input, t, cond)
@@ -173,7 +183,8 @@ class SdxlGenerator:
                 x0 = getattr(out, "pred_original_sample", None)
                 progress(i + 1, params.steps, latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
 
-        # 7. Decode to uint8 images and PNGs.
+        # 7. Decode to uint8 images and PNGs (unless the request was abandoned during the last step).
+        should_stop(params.steps)
         images = self.decode(latents)
         sampler = A1111_NAMES[params.scheduler]
         pngs = [

@@ -115,6 +115,10 @@ def register(bench_subparsers) -> None:
     p.add_argument("--perf-analyzer", default=None, help="perf_analyzer binary (default: PATH, then ../shared/tools)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     p.set_defaults(func=cmd_bench_load)
+    # `sotai bench overload` lives beside this one (its own module; registered here, with its sibling).
+    from .overloadbench import register as register_overload
+
+    register_overload(bench_subparsers)
 
 
 def input_data(params: GenerationParams, path: Path) -> Path:

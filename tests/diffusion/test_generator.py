@@ -148,3 +148,27 @@ def test_prompt_beyond_forty_chunks_is_refused_naming_the_limit(generator):
     with pytest.raises(InvalidInput, match="at most 3000 CLIP tokens") as err:
         generator("桜 " * 1100, FAST)  # 2200 characters, but three byte-level tokens per kanji
     assert err.value.field == "prompt"
+
+
+def test_should_stop_is_asked_before_every_step_and_finish_decodes_the_latents_as_they_are(generator):
+    asked, steps = [], []
+    full = generator("1girl", _params(steps=6), lambda i, n, p: steps.append(i), lambda i: asked.append(i))
+    assert asked == list(range(7))  # before steps 0..5, then before the decode
+    steps.clear()
+    early = generator("1girl", _params(steps=6), lambda i, n, p: steps.append(i), lambda i: "finish" if i == 2 else None)
+    assert steps == [1, 2]  # two steps painted, the loop ended at the third
+    assert len(early.images) == 1 and not np.array_equal(early.images[0], full.images[0])
+
+
+def test_a_stop_hook_that_raises_abandons_the_request(generator):
+    class Gone(Exception):
+        pass
+
+    def hook(step):
+        if step == 3:
+            raise Gone()
+
+    steps = []
+    with pytest.raises(Gone):
+        generator("1girl", _params(steps=6), lambda i, n, p: steps.append(i), hook)
+    assert steps == [1, 2, 3]

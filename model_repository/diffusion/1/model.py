@@ -22,12 +22,17 @@ response, then the final flag. Config parameter `preview_every` (default 1; 0 = 
 
 Calls, over BLS, the models text_encoder, text_encoder_2, unet and vae_decoder with the ONNX graphs'
 tensor names. Files: <model dir>/<version>/components/ (tokenizers, scheduler and VAE configs, manifest).
+
+Stopping (sotai.serving.control): before each step the loop asks whether the request was cancelled
+(error CANCELLED), is past its own timeout (Triton's request `timeout`; error names `timeout_s`), or
+was asked by `diffusion_control` to finish early (skip/interrupt: the image is decoded as it is).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,7 @@ from sotai.diffusion import GenerationResult, SdxlGenerator, required_outputs
 from sotai.diffusion.components import COMPONENTS_DIR, GRAPHS, Manifest
 from sotai.errors import InvalidInput, SotaiError, StageError
 from sotai.limits import GenerationParams, decode_utf8
+from sotai.serving.control import ControlFlags, DeadlineExceeded, RequestCancelled, control_dir, stop_check
 
 # Triton input -> GenerationParams field (all [1] per row).
 _PARAMS = {"STEPS": "steps", "CFG_SCALE": "cfg_scale", "WIDTH": "width", "HEIGHT": "height", "SEED": "seed",
@@ -123,6 +129,7 @@ class TritonPythonModel:
         device = loop_device(args)
         self.generator = SdxlGenerator(components, {g: bls_runner(g, outputs[g], device) for g in GRAPHS},
                                        device=str(device))
+        self.control = ControlFlags(control_dir())
 
     def execute(self, requests):
         if self.decoupled:
@@ -133,14 +140,24 @@ class TritonPythonModel:
 
     # -- one request ---------------------------------------------------------------------------
 
-    def _respond(self, request, progress=None):
+    def _respond(self, request, progress=None, is_cancelled=None):
+        started = time.monotonic()
+        is_cancelled = is_cancelled or request.is_cancelled
         try:
-            results = [self.generator(prompt, params, progress) for prompt, params in self._decode(request)]
+            results = [self.generator(prompt, params, progress, self._should_stop(request, params, started, is_cancelled))
+                       for prompt, params in self._decode(request)]
         except SotaiError as exc:
             return _error(exc)
         except Exception as exc:  # a bug must fail this request, not the batch
             return _error(StageError("diffusion", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.control.clear(request.request_id())
         return pb_utils.InferenceResponse(output_tensors=_encode(results))
+
+    def _should_stop(self, request, params: GenerationParams, started: float, is_cancelled):
+        """The loop's stop hook for this request: cancelled, past its timeout, or asked to finish early."""
+        return stop_check(total=params.steps, is_cancelled=is_cancelled, started=started,
+                          timeout_s=request.timeout() / 1e6, flags=self.control, request_id=request.request_id())
 
     def _stream(self, request):
         sender = request.get_response_sender()
@@ -153,7 +170,13 @@ class TritonPythonModel:
                 pb_utils.Tensor("PREVIEW", np.array([[_png(preview) if show else b""]], dtype=np.object_)),
             ]))
 
-        sender.send(self._respond(request, progress), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        # A decoupled request's cancellation is seen through its response sender.
+        response = self._respond(request, progress, sender.is_cancelled)
+        try:
+            sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception:  # pb_utils raises when the request was cancelled: nobody is listening anymore
+            if not sender.is_cancelled():
+                raise
 
     def _decode(self, request) -> list[tuple[str, GenerationParams]]:
         def column(name):
@@ -191,4 +214,6 @@ def _encode(results: list[GenerationResult]):
 
 def _error(exc: SotaiError):
     code = pb_utils.TritonError.INVALID_ARG if isinstance(exc, InvalidInput) else pb_utils.TritonError.INTERNAL
+    if isinstance(exc, (RequestCancelled, DeadlineExceeded)):
+        code = pb_utils.TritonError.CANCELLED
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), code))
