@@ -97,7 +97,7 @@ def test_animagine_defaults_can_be_switched_off_per_request(streaming_server):
         extra("QUALITY_TAGS", False, "BOOL"), extra("DEFAULT_NEGATIVE", False, "BOOL")])[-1]
     on_meta = read_png_parameters(on.as_numpy("IMAGE")[0][0])
     off_meta = read_png_parameters(off.as_numpy("IMAGE")[0][0])
-    assert on_meta["prompt"] == "1girl, sensitive, masterpiece, best quality"
+    assert on_meta["prompt"] == "1girl, rating: sensitive, masterpiece, best quality"
     assert on_meta["negative_prompt"].startswith("nsfw, lowres")
     assert (off_meta["prompt"], off_meta["negative_prompt"]) == ("1girl", "")
 
