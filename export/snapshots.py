@@ -142,24 +142,28 @@ _SAFETENSORS_DTYPES = {"float16": "F16", "float32": "F32", "bfloat16": "BF16", "
 
 
 def write_safetensors(tensors, path: Path, metadata: dict | None = None) -> None:
-    """safetensors, written tensor by tensor (safetensors' own save_file serializes all of it in memory first)."""
+    """safetensors, written tensor by tensor (safetensors' own save_file serializes all of it in memory first).
+
+    tensors: a dict of tensors, or any object whose `items()` yields (name, tensor) again on each call
+    and whose `specs()` yields (name, dtype, shape, nbytes) without producing the data (a lazy source).
+    """
     import torch
 
-    header, offset, order = {}, 0, []
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[str(t.dtype).removeprefix("torch.")], "shape": list(t.shape),
+    specs = tensors.specs() if hasattr(tensors, "specs") else (
+        (name, t.dtype, tuple(t.shape), t.numel() * t.element_size()) for name, t in tensors.items())
+    header, offset = {}, 0
+    for name, dtype, shape, nbytes in specs:
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[str(dtype).removeprefix("torch.")], "shape": list(shape),
                         "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-        order.append(name)
     header["__metadata__"] = {"format": "pt", **(metadata or {})}
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        for name in order:
-            t = tensors[name].detach().contiguous()
+        for name, t in tensors.items():
+            t = t.detach().contiguous()
             if t.numel():
                 f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 

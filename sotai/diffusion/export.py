@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import warnings
 from pathlib import Path
 
@@ -114,12 +115,13 @@ def copy_components(snapshot_dir: Path, components_dir: Path, *, vae_source: Pat
     shutil.copy2(snapshot_dir / "model_index.json", components_dir / "model_index.json")
 
 
-# Parts this large are traced in half precision: an fp32 trace of the SDXL UNet (2.6 B parameters)
-# holds the fp32 weights and their serialized copy at once (over 20 GB; killed on a 24 GB machine).
-HALF_TRACE_MIN_PARAMETERS = 1_000_000_000
-# The half-precision trace runs the UNet once on CPU; small latents keep that to minutes. Every axis
-# stays dynamic, so the graph serves any size.
-HALF_TRACE_INPUT_SHAPES = {"batch_size": 1, "height": 32, "width": 32, "sequence_length": 77}
+# Parts this large are traced over file-backed weights: an fp32 SDXL UNet (2.6 B parameters) is 10.3 GB,
+# and the ONNX export holds a second full copy while it writes the external data (together past 20 GB:
+# killed on a 24 GB machine). An fp32 copy of the weights on disk, memory-mapped, is page cache the
+# kernel can drop instead; only the export's own copy is process memory.
+MAPPED_TRACE_MIN_PARAMETERS = 1_000_000_000
+# Small dummy latents keep the trace and the validation quick; every axis stays dynamic.
+LARGE_PART_INPUT_SHAPES = {"batch_size": 1, "height": 32, "width": 32, "sequence_length": 77}
 
 
 def export_sdxl_onnx(
@@ -137,8 +139,8 @@ def export_sdxl_onnx(
     freed before the next, with optimum's per-part ONNX configs; time and peak RSS are printed per part.
     fp16=True: half-precision graphs for GPU hosts, converted with onnxruntime's float16 converter;
     a VAE whose config says `force_upcast` (the original SDXL VAE overflows in fp16) stays fp32, as
-    diffusers upcasts it. A UNet of over HALF_TRACE_MIN_PARAMETERS is traced in half precision
-    (fp16 weights as the hub ships them) and, for fp32 targets, widened to fp32 tensor by tensor.
+    diffusers upcasts it. A UNet of over MAPPED_TRACE_MIN_PARAMETERS is traced over a memory-mapped
+    fp32 copy of its weights (written tensor by tensor beside the output, removed after).
     vae_dir: a replacement VAE snapshot (madebyollin/sdxl-vae-fp16-fix: fp16-safe, force_upcast
     false) used instead of the snapshot's. model_name: written into every PNG (default: the folder name).
     Returns {"text_encoder": path, "text_encoder_2": ..., "unet": ..., "vae_decoder": ..., "components": dir}.
@@ -164,16 +166,14 @@ def export_sdxl_onnx(
             started = time.monotonic()
             dest = out_dir / graph
             shutil.rmtree(dest, ignore_errors=True)
-            half_traced = export_part(snapshot_dir, graph, dest, vae_source=vae_source)
+            mapped = export_part(snapshot_dir, graph, dest, vae_source=vae_source, scratch=out_dir / "_weights")
             paths[graph] = dest / "model.onnx"
             keep_fp32 = graph == "vae_decoder" and vae_config.get("force_upcast", False)
-            if half_traced and not fp16:
-                upcast_to_fp32(paths[graph])
-            elif fp16 and not half_traced and not keep_fp32:
+            if fp16 and not keep_fp32:
                 # keep_fp32: the original SDXL VAE overflows in fp16; diffusers upcasts it too.
                 convert_to_fp16(paths[graph])
             log(f"[export] {graph}: {time.monotonic() - started:.0f} s, peak RSS {_peak_rss_gib():.1f} GiB"
-                + (" (traced in fp16)" if half_traced else ""))
+                + (" (traced over memory-mapped fp32 weights)" if mapped else ""))
             bar.update()
         bar.set_postfix_str("components + manifest")
         components_dir = out_dir / COMPONENTS_DIR
@@ -186,35 +186,36 @@ def export_sdxl_onnx(
     return paths
 
 
-def export_part(snapshot_dir: Path, graph: str, dest: Path, *, vae_source: Path) -> bool:
-    """Trace one graph into dest/model.onnx (+ model.onnx_data past 2 GB); True when traced in fp16."""
+def export_part(snapshot_dir: Path, graph: str, dest: Path, *, vae_source: Path, scratch: Path) -> bool:
+    """Trace one graph into dest/model.onnx (+ model.onnx_data past 2 GB); True when traced over mapped weights."""
     import gc
 
     import torch
     from optimum.exporters.onnx.convert import export, validate_model_outputs
 
-    model, config, half = _part_for_export(snapshot_dir, graph, vae_source)
+    model, config, mapped = _part_for_export(snapshot_dir, graph, vae_source, scratch)
     dest.mkdir(parents=True, exist_ok=True)
     output = dest / "model.onnx"
-    shapes = dict(HALF_TRACE_INPUT_SHAPES) if half else {}
+    shapes = dict(LARGE_PART_INPUT_SHAPES) if mapped else {}
     with warnings.catch_warnings():
         # The tracer warns about every Python-level shape check in diffusers; the validation below is
         # the check that matters.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r"Constant folding|Exporting aten::index")
-        _, outputs = export(model=model, config=config, output=output, device="cpu", input_shapes=shapes,
-                            disable_dynamic_axes_fix=half, dtype="fp16" if half else None)
-        if not half:
-            # onnxruntime on CPU lacks fp16 kernels for several ops: fp16 traces are checked after the upcast.
+        _, outputs = export(model=model, config=config, output=output, device="cpu", input_shapes=shapes)
+        if not mapped:
+            # A 10 GB graph in onnxruntime next to the PyTorch model would need both in memory at once:
+            # large parts are checked through the served repository instead (bench/README.md, real size).
             validate_model_outputs(config=config, reference_model=model, onnx_model=output,
                                    onnx_named_outputs=outputs, atol=ATOL_FP32, use_subprocess=False)
     del model
     gc.collect()
-    return half
+    shutil.rmtree(scratch, ignore_errors=True)
+    return mapped
 
 
-def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path):
-    """(model, optimum OnnxConfig, traced_in_half) for one graph, as optimum's SDXL export sets them up."""
+def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path, scratch: Path):
+    """(model, optimum OnnxConfig, mapped) for one graph, as optimum's SDXL export sets them up."""
     import torch
     from optimum.exporters.tasks import TasksManager
     from optimum.exporters.utils import _get_diffusers_submodel_type
@@ -222,11 +223,15 @@ def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path):
     if graph == "unet":
         from diffusers import UNet2DConditionModel
 
-        n = _parameter_count(snapshot_dir / "unet")
-        half = n >= HALF_TRACE_MIN_PARAMETERS
-        dtype = torch.float16 if half else torch.float32
-        model = UNet2DConditionModel.from_pretrained(snapshot_dir / "unet", torch_dtype=dtype).eval()
-        return model, _unet_onnx_config(snapshot_dir, "fp16" if half else "fp32"), half
+        config = _unet_onnx_config(snapshot_dir, "fp32")
+        if _parameter_count(snapshot_dir / "unet") < MAPPED_TRACE_MIN_PARAMETERS:
+            model = UNet2DConditionModel.from_pretrained(snapshot_dir / "unet", torch_dtype=torch.float32).eval()
+            return model, config, False
+        with torch.device("meta"):
+            model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(snapshot_dir / "unet"))
+        weights = _mapped_fp32_weights(snapshot_dir / "unet", scratch)
+        model.load_state_dict(weights, assign=True, strict=True)
+        return model.eval(), config, True
     if graph == "vae_decoder":
         from diffusers import AutoencoderKL
 
@@ -248,10 +253,59 @@ def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path):
     return model, constructor(model.config, int_dtype="int64", float_dtype="fp32"), False
 
 
+def _mapped_fp32_weights(part_dir: Path, scratch: Path) -> dict:
+    """The part's weights as fp32 tensors backed by a memory-mapped file (written one tensor at a time)."""
+    import mmap
+
+    import torch
+    from safetensors import safe_open
+
+    from sotai.export.snapshots import write_safetensors
+
+    (source,) = sorted(part_dir.glob("*.safetensors"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    target = scratch / "fp32.safetensors"
+
+    class Widened:  # a mapping write_safetensors reads lazily: one fp32 tensor in memory at a time
+        def __init__(self, handle):
+            self.handle = handle
+
+        def specs(self):
+            for key in self.handle.keys():
+                shape = tuple(self.handle.get_slice(key).get_shape())
+                count = 1
+                for d in shape:
+                    count *= d
+                yield key, torch.float32, shape, 4 * count
+
+        def items(self):
+            for key in self.handle.keys():
+                yield key, self.handle.get_tensor(key).float()
+
+    with safe_open(str(source), framework="pt") as handle:
+        write_safetensors(Widened(handle), target)
+    with open(target, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    start = 8 + length
+    weights = {}
+    for key, meta in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = meta["data_offsets"]
+        count = (end - begin) // 4
+        # Read-only pages of the page cache: the kernel can drop and reread them under memory pressure.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "buffer is not writable": the trace only reads
+            tensor = torch.frombuffer(data, dtype=torch.float32, count=count, offset=start + begin) if count else \
+                torch.zeros(0)
+        weights[key] = tensor.reshape(meta["shape"])
+    return weights
+
+
 def _parameter_count(part_dir: Path) -> int:
     """Parameters in a part's safetensors, read from the headers (no weights loaded)."""
-    import struct
-
     total = 0
     for f in part_dir.glob("*.safetensors"):
         with open(f, "rb") as fh:
@@ -270,74 +324,6 @@ def _peak_rss_gib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def upcast_to_fp32(onnx_path: Path) -> None:
-    """Rewrite a graph traced in fp16 as fp32, in place, one initializer at a time.
-
-    Every fp16 tensor (initializers, Constant / ConstantOfShape values), every Cast to fp16 and every
-    fp16 graph input/output becomes fp32; value_info is dropped (onnxruntime infers it again). The
-    weights stream from the old external-data file to the new one, so memory holds one tensor at a time.
-    """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    FP16, FP32 = TensorProto.FLOAT16, TensorProto.FLOAT
-    folder = onnx_path.parent
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    new_data = folder / "model.onnx_data.fp32"
-    offset = 0
-
-    def widen(tensor) -> None:
-        nonlocal offset
-        if tensor.data_type != FP16:
-            return
-        external = {e.key: e.value for e in tensor.external_data}
-        if tensor.data_location == TensorProto.EXTERNAL:
-            with open(folder / external["location"], "rb") as f:
-                f.seek(int(external.get("offset", 0)))
-                raw = f.read(int(external["length"]))
-            values = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
-            with open(new_data, "ab") as f:
-                f.write(values.tobytes())
-            del tensor.external_data[:]
-            tensor.data_type = FP32
-            for key, value in (("location", "model.onnx_data"), ("offset", str(offset)),
-                               ("length", str(values.nbytes))):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
-            offset += values.nbytes
-        else:
-            values = numpy_helper.to_array(tensor).astype(np.float32)
-            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
-
-    new_data.unlink(missing_ok=True)
-    new_data.touch()
-    for tensor in model.graph.initializer:
-        widen(tensor)
-    for node in _all_nodes(model.graph):
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                widen(attr.t)
-            elif node.op_type == "Cast" and attr.name == "to" and attr.i == FP16:
-                attr.i = FP32
-    for value in (*model.graph.input, *model.graph.output):
-        if value.type.tensor_type.elem_type == FP16:
-            value.type.tensor_type.elem_type = FP32
-    del model.graph.value_info[:]
-    for stale in folder.glob("model.onnx_data"):
-        stale.unlink()
-    new_data.rename(folder / "model.onnx_data")
-    onnx.save(model, str(onnx_path))
-
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == 5:  # GRAPH (If / Loop bodies)
-                yield from _all_nodes(attr.g)
 
 
 def convert_to_fp16(onnx_path: Path) -> None:
