@@ -7,7 +7,7 @@ PROFILE  ?= tiny
 TARGET   ?= cpu
 STAMP    := $(VENV)/.sotai-installed
 
-.PHONY: venv demo test export serve gateway bench bench-load real-snapshots clean
+.PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export clean
 
 # torch==2.13.0 first: it resolves to the CPU wheel on this disk; an unpinned torch would pull GBs of CUDA.
 $(STAMP): requirements.lock pyproject.toml
@@ -54,6 +54,14 @@ REAL_DIR ?= models/real
 real-snapshots: venv
 	$(SOTAI) snapshot write cagliostrolab/animagine-xl-3.0 --dest $(REAL_DIR)/cagliostrolab/animagine-xl-3.0
 	$(SOTAI) snapshot write p1atdev/dart-v2-moe-sft --dest $(REAL_DIR)/p1atdev/dart-v2-moe-sft
+
+# The real-size export from those snapshots, into its own models dir (never models/animagine), then one
+# 1024x1024 image from Japanese through the sotai ensemble in the embedded Triton. Figures: bench/README.md.
+REAL_MODELS ?= models/real-export
+real-export: venv
+	SOTAI_MODELS_DIR=$(REAL_MODELS) SD_MODEL_PATH=$(REAL_DIR)/cagliostrolab/animagine-xl-3.0 \
+	DART_MODEL_PATH=$(REAL_DIR)/p1atdev/dart-v2-moe-sft $(SOTAI) export --profile animagine --target $(TARGET)
+	$(PY) bench/real_size.py $(REAL_MODELS)/animagine/repository --size 1024 --steps 1
 
 clean:
 	rm -rf models/tiny models/_test out
