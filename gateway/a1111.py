@@ -11,6 +11,19 @@
   one job: both finish the image being painted at the next step, decoded as it is, and it is returned;
   interrupt also paints no further images of the job (n_iter). A client that goes away cancels its job.
 - Overload: 429 with Retry-After (never a queue without bound); `timeout_s` (ours, not A1111's): 504.
+
+txt2img fields (A1111's StableDiffusionTxt2ImgProcessingAPI):
+- honoured: prompt, negative_prompt, steps, cfg_scale, width, height, seed, batch_size, n_iter,
+  sampler_name / sampler_index + scheduler (every spelling A1111 maps: see a1111_names.py), send_images.
+- accepted without effect, with a note in info: clip_skip, override_settings.CLIP_stop_at_last_layers
+  (SDXL already uses the penultimate layer).
+- ignored and listed in `info.sotai.ignored` when set: every other field (eta, s_noise, hr_* while
+  enable_hr is false, denoising_strength, override_settings.*, extension keys ...).
+- refused (422 naming the field) when they ask for something: enable_hr, restore_faces, tiling,
+  subseed_strength, styles, script_name, alwayson_scripts, refiner_checkpoint; a sampler/schedule type
+  this server does not have.
+/options POST: sd_model_checkpoint must name the served model; other changes are kept for GET and listed
+in `ignored` (a client posting back the whole GET dict changes nothing and gets `ignored: []`).
 """
 
 from __future__ import annotations
