@@ -328,6 +328,39 @@ async def set_options(body: dict[str, Any], request: Request) -> dict:
     return {"updated": ["sd_model_checkpoint"] if checkpoint is not None else [], "ignored": ignored, "notes": notes}
 
 
+class PngInfoRequest(BaseModel):
+    image: str = Field(description="base64 PNG (a data:image/png;base64, prefix is allowed)")
+
+
+@router.post("/png-info", summary="read the A1111 `parameters` text of a PNG back (A1111's PNGInfoResponse)")
+async def png_info(body: PngInfoRequest) -> dict:
+    from PIL import Image, UnidentifiedImageError
+
+    from sotai.diffusion.png import parse_parameters
+
+    encoded = body.image.strip()
+    if encoded.startswith("data:image/"):
+        encoded = encoded.split(",", 1)[-1]
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
+    except (ValueError, UnidentifiedImageError) as e:
+        raise InvalidInput("image", body.image[:40], "must be a base64-encoded image (PNG)") from e
+    items = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+    info = items.pop("parameters", "")
+    if not info:
+        return {"info": "", "items": items, "parameters": {}}
+    parsed = parse_parameters(info)
+    # A1111's parse_generation_parameters keys: "Prompt", "Negative prompt", "Size-1"/"Size-2" ...
+    parameters = {"Prompt": parsed.pop("prompt"), "Negative prompt": parsed.pop("negative_prompt")}
+    for key, value in parsed.items():
+        width, x, height = value.partition("x")
+        if key == "Size" and x:
+            parameters["Size-1"], parameters["Size-2"] = width, height
+        else:
+            parameters[key] = value
+    return {"info": info, "items": items, "parameters": parameters}
+
+
 @router.get("/progress", summary="progress of the running job (0..1) with a preview image")
 async def progress(request: Request, skip_current_image: bool = Query(False)) -> dict:
     state: GatewayState = request.app.state.sotai

@@ -224,3 +224,20 @@ def test_webuiapi_body_with_what_we_cannot_do_is_422_naming_it(url, changes, fie
     response = requests.post(f"{url}/sdapi/v1/txt2img", json=webuiapi_txt2img_body(**changes), timeout=60)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+def test_png_info_reads_our_parameters_back_as_a1111_does(url):
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json={"prompt": "1girl", "steps": 2, "seed": 5, "width": 512,
+                                                       "height": 576}, timeout=120).json()
+    # The request shape of A1111 front-ends' "PNG Info" (data URL) and of webuiapi (plain base64).
+    for image in (r["images"][0], "data:image/png;base64," + r["images"][0]):
+        response = requests.post(f"{url}/sdapi/v1/png-info", json={"image": image}, timeout=10)
+        assert response.status_code == 200, response.text
+        got = response.json()
+        assert set(got) == {"info", "items", "parameters"}
+        assert got["info"] == decode(r["images"][0]).info["parameters"]
+        p = got["parameters"]
+        assert p["Steps"] == "2" and p["Seed"] == "5" and (p["Size-1"], p["Size-2"]) == ("512", "576")
+        assert p["Prompt"].startswith("1girl")
+    bad = requests.post(f"{url}/sdapi/v1/png-info", json={"image": "not an image"}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["field"] == "image"
