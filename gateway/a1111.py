@@ -11,6 +11,19 @@
   one job: both finish the image being painted at the next step, decoded as it is, and it is returned;
   interrupt also paints no further images of the job (n_iter). A client that goes away cancels its job.
 - Overload: 429 with Retry-After (never a queue without bound); `timeout_s` (ours, not A1111's): 504.
+
+txt2img fields (A1111's StableDiffusionTxt2ImgProcessingAPI):
+- honoured: prompt, negative_prompt, steps, cfg_scale, width, height, seed, batch_size, n_iter,
+  sampler_name / sampler_index + scheduler (every spelling A1111 maps: see a1111_names.py), send_images.
+- accepted without effect, with a note in info: clip_skip, override_settings.CLIP_stop_at_last_layers
+  (SDXL already uses the penultimate layer).
+- ignored and listed in `info.sotai.ignored` when set: every other field (eta, s_noise, hr_* while
+  enable_hr is false, denoising_strength, override_settings.*, extension keys ...).
+- refused (422 naming the field) when they ask for something: enable_hr, restore_faces, tiling,
+  subseed_strength, styles, script_name, alwayson_scripts, refiner_checkpoint; a sampler/schedule type
+  this server does not have.
+/options POST: sd_model_checkpoint must name the served model; other changes are kept for GET and listed
+in `ignored` (a client posting back the whole GET dict changes nothing and gets `ignored: []`).
 """
 
 from __future__ import annotations
@@ -31,22 +44,19 @@ from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput
 from sotai.limits import NUM_IMAGES_RANGE, GenerationParams, check_int
 
+from . import a1111_names as names
 from .routes import unless_disconnected
 from .state import GatewayState, Job
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
-# name shown by A1111 -> (our scheduler, aliases A1111 also accepts)
-SAMPLERS = {
-    "Euler a": ("euler_a", ["k_euler_a", "k_euler_ancestral", "euler_a"]),
-    "Euler": ("euler", ["k_euler", "euler"]),
-    "DPM++ 2M Karras": ("dpmpp_2m_karras", ["k_dpmpp_2m_ka", "dpmpp_2m_karras"]),
-}
-A1111_SCHEDULERS = ("Automatic", "Karras")
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
 # Features this server does not have: asking for them is an error, not a silent no-op.
 REFUSED = {"enable_hr": False, "restore_faces": False, "tiling": False, "subseed_strength": 0,
-           "styles": [], "script_name": None, "alwayson_scripts": {}, "refiner_checkpoint": None}
+           "styles": [], "script_name": "", "alwayson_scripts": {}, "refiner_checkpoint": ""}
+CLIP_SKIP_NOTE = ("no further effect: SDXL already conditions on the text encoders' penultimate layer "
+                  "(as A1111 does for SDXL)")
+CLIP_SKIP_RANGE = (1, 12)  # A1111's CLIP_stop_at_last_layers slider
 
 
 class Txt2ImgRequest(BaseModel):
@@ -89,22 +99,6 @@ class Txt2ImgResponse(BaseModel):
     info: str = Field(description="JSON: seed, all_seeds, infotexts ... and `sotai` (route, tags, ignored)")
 
 
-def scheduler_for(sampler: str | None, scheduler: str | None) -> str:
-    name = sampler or "Euler a"
-    for shown, (ours, aliases) in SAMPLERS.items():
-        if name == shown or name in aliases:
-            chosen = ours
-            break
-    else:
-        if name == "DPM++ 2M":  # A1111 1.9+: the sampler and its "Karras" schedule are separate fields
-            chosen = "dpmpp_2m_karras"
-        else:
-            raise InvalidInput("sampler_name", name, f"must be one of {', '.join(SAMPLERS)} (see /sdapi/v1/samplers)")
-    if scheduler not in (None, "", *A1111_SCHEDULERS) or (scheduler == "Karras" and chosen != "dpmpp_2m_karras"):
-        raise InvalidInput("scheduler", scheduler, f"must be Automatic, or Karras with DPM++ 2M (sampler {name})")
-    return chosen
-
-
 def model_title(state: GatewayState) -> str:
     return {"animagine": "animagine-xl-3.0"}.get(state.settings.profile, f"sotai-{state.settings.profile}")
 
@@ -112,22 +106,42 @@ def model_title(state: GatewayState) -> str:
 def _refused(body: Txt2ImgRequest) -> None:
     for name, off in REFUSED.items():
         value = getattr(body, name)
-        if value is not None and value != off:
+        if value not in (None, off, "", [], {}):
             raise InvalidInput(name, value, f"is not supported by this server (leave it at {off!r})")
 
 
 def _ignored(body: Txt2ImgRequest) -> list[str]:
     """Fields sent with a value that has no effect here (A1111 fields this server does not model)."""
     extras = sorted(k for k, v in (body.model_extra or {}).items() if v not in (None, "", [], {}, False, 0, -1))
-    return extras + sorted(f"override_settings.{k}" for k in (body.override_settings or {}))
+    extras = [k for k in extras if k != "clip_skip"]
+    return extras + sorted(f"override_settings.{k}" for k in (body.override_settings or {})
+                           if k != "CLIP_stop_at_last_layers")
 
 
 def params_of(body: Txt2ImgRequest, state: GatewayState) -> GenerationParams:
     return GenerationParams.from_settings(
         state.settings, steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
         seed=body.seed, negative_prompt=body.negative_prompt, num_images=body.batch_size,
-        scheduler=scheduler_for(body.sampler_name or body.sampler_index, body.scheduler),
+        scheduler=sampler_of(body).scheduler,
     )
+
+
+def sampler_of(body: Txt2ImgRequest) -> names.Resolved:
+    field = "sampler_name" if body.sampler_name else "sampler_index"
+    return names.resolve(body.sampler_name or body.sampler_index, body.scheduler, sampler_field=field)
+
+
+def clip_skip_of(body: Txt2ImgRequest) -> int | None:
+    """`clip_skip` (some clients) or override_settings.CLIP_stop_at_last_layers (A1111's own), checked."""
+    extra = body.model_extra or {}
+    for field, value in (("override_settings.CLIP_stop_at_last_layers",
+                          (body.override_settings or {}).get("CLIP_stop_at_last_layers")),
+                         ("clip_skip", extra.get("clip_skip"))):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+                raise InvalidInput(field, value, f"must be an integer in {CLIP_SKIP_RANGE[0]}..{CLIP_SKIP_RANGE[1]}")
+            return check_int(field, int(value), *CLIP_SKIP_RANGE)
+    return None
 
 
 def _infotext(png: bytes) -> str:
@@ -140,6 +154,8 @@ def _infotext(png: bytes) -> str:
 async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
     state: GatewayState = request.app.state.sotai
     _refused(body)
+    chosen = sampler_of(body)
+    clip_skip = clip_skip_of(body)
     n_iter = check_int("n_iter", body.n_iter, 1, NUM_IMAGES_RANGE[1])
     batch = check_int("batch_size", body.batch_size, *NUM_IMAGES_RANGE)
     if batch * n_iter > NUM_IMAGES_RANGE[1]:
@@ -168,11 +184,11 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
         "negative_prompt": body.negative_prompt, "all_negative_prompts": [body.negative_prompt] * len(images),
         "seed": first.seed, "all_seeds": all_seeds, "subseed": -1, "all_subseeds": [-1] * len(images),
         "subseed_strength": 0, "width": base.params.width, "height": base.params.height,
-        "sampler_name": next(k for k, v in SAMPLERS.items() if v[0] == base.params.scheduler),
+        "sampler_name": chosen.sampler_name, "scheduler": chosen.schedule_type,
         "cfg_scale": base.params.cfg_scale, "steps": base.params.steps, "batch_size": batch, "n_iter": n_iter,
         "restore_faces": False, "sd_model_name": model_title(state), "sd_model_hash": None,
         "index_of_first_image": 0, "infotexts": [_infotext(png) for png in images], "styles": [],
-        "job_timestamp": timestamp, "clip_skip": 1, "version": "sotai",
+        "job_timestamp": timestamp, "clip_skip": clip_skip or 1, "version": "sotai",
         "sotai": {
             "input": "japanese_text" if japanese else "tags",
             "route": first.route,
@@ -180,6 +196,7 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
                      else "prompt already in tags: sent straight to diffusion"),
             "tags": first.tags if japanese else None,
             "ignored": _ignored(body),
+            "notes": {"clip_skip": CLIP_SKIP_NOTE} if clip_skip is not None else {},
         },
     }
     parameters = body.model_dump(exclude_none=False)
@@ -225,16 +242,40 @@ async def skip(request: Request) -> None:
     return None
 
 
-@router.get("/samplers", summary="the samplers this server paints with")
+@router.get("/samplers", summary="the samplers this server paints with (A1111's SamplerItem)")
 async def samplers() -> list[dict]:
-    return [{"name": name, "aliases": aliases, "options": {"scheduler": "karras"} if "Karras" in name else {}}
-            for name, (_, aliases) in SAMPLERS.items()]
+    return [{"name": x.name, "aliases": list(x.aliases), "options": {k: str(v) for k, v in x.options.items()}}
+            for x in names.SAMPLERS]
 
 
-@router.get("/schedulers", summary="schedule types (A1111 1.9+)")
+@router.get("/schedulers", summary="the schedule types this server paints with (A1111 1.9+ SchedulerItem)")
 async def schedulers() -> list[dict]:
-    return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1, "need_inner_model": False},
-            {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False}]
+    used = {t for _, t in names.PAINTS_WITH}
+    return [{"name": x.name, "label": x.label, "aliases": list(x.aliases) or None, "default_rho": x.default_rho,
+             "need_inner_model": x.need_inner_model} for x in names.SCHEDULE_TYPES if x.name in used]
+
+
+@router.get("/scripts", summary="no scripts (A1111's ScriptsList)")
+async def scripts() -> dict:
+    return {"txt2img": [], "img2img": []}
+
+
+@router.get("/loras", summary="no LoRAs")
+async def loras() -> list[dict]:
+    return []
+
+
+@router.get("/latent-upscale-modes", summary="none: hires fix is not available here")
+async def latent_upscale_modes() -> list[dict]:
+    return []
+
+
+@router.get("/cmd-flags", summary="A1111's command-line flags, as this server stands")
+async def cmd_flags(request: Request) -> dict:
+    state: GatewayState = request.app.state.sotai
+    return {"api": True, "nowebui": False, "listen": False, "ckpt_dir": str(state.settings.repository_dir()),
+            "lora_dir": None, "vae_dir": None, "embeddings_dir": None, "hypernetwork_dir": None,
+            "api_auth": None, "medvram": False, "lowvram": False, "xformers": False, "no_half": False}
 
 
 @router.get("/sd-models", summary="the one checkpoint this server serves")
@@ -265,17 +306,59 @@ async def get_options(request: Request) -> dict:
     return _options(request.app.state.sotai)
 
 
-@router.post("/options", summary="set options (only sd_model_checkpoint is meaningful: it must name the served model)")
+@router.post("/options", summary="set options: the whole GET dict may come back; changes we cannot honour are listed")
 async def set_options(body: dict[str, Any], request: Request) -> dict:
     state: GatewayState = request.app.state.sotai
     title = model_title(state)
     checkpoint = body.get("sd_model_checkpoint")
     if checkpoint is not None and (not isinstance(checkpoint, str) or checkpoint.split(" [")[0] != title):
         raise InvalidInput("sd_model_checkpoint", checkpoint, f"must be {title} (the model this server serves)")
-    ignored = sorted(k for k in body if k != "sd_model_checkpoint")
+    clip_skip = body.get("CLIP_stop_at_last_layers")
+    if clip_skip is not None and (isinstance(clip_skip, bool) or not isinstance(clip_skip, int)):
+        raise InvalidInput("CLIP_stop_at_last_layers", clip_skip,
+                           f"must be an integer in {CLIP_SKIP_RANGE[0]}..{CLIP_SKIP_RANGE[1]}")
+    if clip_skip is not None:
+        check_int("CLIP_stop_at_last_layers", clip_skip, *CLIP_SKIP_RANGE)
+    current = _options(state)
+    # Only changes are listed: a client that posts back the whole GET dict changes nothing.
+    ignored = sorted(k for k in body if k != "sd_model_checkpoint" and current.get(k, object()) != body[k])
     # Kept so GET shows them back, as A1111 would; they change nothing in how images are painted.
     state.a1111_options.update({k: body[k] for k in ignored})
-    return {"updated": ["sd_model_checkpoint"] if checkpoint is not None else [], "ignored": ignored}
+    notes = {"CLIP_stop_at_last_layers": CLIP_SKIP_NOTE} if "CLIP_stop_at_last_layers" in ignored else {}
+    return {"updated": ["sd_model_checkpoint"] if checkpoint is not None else [], "ignored": ignored, "notes": notes}
+
+
+class PngInfoRequest(BaseModel):
+    image: str = Field(description="base64 PNG (a data:image/png;base64, prefix is allowed)")
+
+
+@router.post("/png-info", summary="read the A1111 `parameters` text of a PNG back (A1111's PNGInfoResponse)")
+async def png_info(body: PngInfoRequest) -> dict:
+    from PIL import Image, UnidentifiedImageError
+
+    from sotai.diffusion.png import parse_parameters
+
+    encoded = body.image.strip()
+    if encoded.startswith("data:image/"):
+        encoded = encoded.split(",", 1)[-1]
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
+    except (ValueError, UnidentifiedImageError) as e:
+        raise InvalidInput("image", body.image[:40], "must be a base64-encoded image (PNG)") from e
+    items = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+    info = items.pop("parameters", "")
+    if not info:
+        return {"info": "", "items": items, "parameters": {}}
+    parsed = parse_parameters(info)
+    # A1111's parse_generation_parameters keys: "Prompt", "Negative prompt", "Size-1"/"Size-2" ...
+    parameters = {"Prompt": parsed.pop("prompt"), "Negative prompt": parsed.pop("negative_prompt")}
+    for key, value in parsed.items():
+        width, x, height = value.partition("x")
+        if key == "Size" and x:
+            parameters["Size-1"], parameters["Size-2"] = width, height
+        else:
+            parameters[key] = value
+    return {"info": info, "items": items, "parameters": parameters}
 
 
 @router.get("/progress", summary="progress of the running job (0..1) with a preview image")

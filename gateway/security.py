@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Largest useful body: 2000-character text and negative prompt, 128 tags of 128 characters, as UTF-8 JSON.
 MAX_BODY_BYTES = 256 * 1024
+# Endpoints whose body carries a base64 image: a 2048x2048 noisy PNG is ~12 MiB, ~16 MiB as base64.
+IMAGE_BODY_BYTES = 24 * 1024 * 1024
+IMAGE_PATHS = ("/sdapi/v1/png-info",)
 
 # Paths that stay open with an API key set: probes for orchestrators.
 OPEN_PATHS = ("/healthz", "/readyz")
@@ -49,18 +52,20 @@ def api_key_dependency(expected: str | None):
 class BodySizeLimit:
     """ASGI middleware: 413 for a body over `limit` bytes, by Content-Length or as it arrives."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, image_limit: int = IMAGE_BODY_BYTES):
         self.app = app
         self.limit = limit
+        self.image_limit = image_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.image_limit if scope.get("path") in IMAGE_PATHS else self.limit
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await self._reject(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._reject(send, limit)
             return
         # Read the body first (it is small by definition), so a chunked body over the limit gets a
         # clean 413 before the app sees any of it.
@@ -72,8 +77,8 @@ class BodySizeLimit:
             if message["type"] != "http.request":
                 break
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                await self._reject(send)
+            if seen > limit:
+                await self._reject(send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -87,8 +92,8 @@ class BodySizeLimit:
 
         await self.app(scope, replayed, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = f'{{"detail":"request body is larger than {self.limit} bytes"}}'.encode()
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = f'{{"detail":"request body is larger than {limit} bytes"}}'.encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

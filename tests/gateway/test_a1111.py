@@ -72,14 +72,14 @@ def test_full_front_end_body_with_batches_and_iterations(url):
     info = json.loads(r["info"])
     assert len(r["images"]) == 4
     assert info["all_seeds"] == [1000, 1000, 1002, 1002], "iteration k uses seed + k * batch_size"
-    assert info["sampler_name"] == "DPM++ 2M Karras" and info["cfg_scale"] == 6.5
+    assert info["sampler_name"] == "DPM++ 2M" and info["scheduler"] == "Karras" and info["cfg_scale"] == 6.5
     pixels = [np.asarray(decode(i).convert("RGB"), dtype=np.int64) for i in r["images"]]
     # Decoded pixels, not base64 PNGs (those differ by their parameters chunk even for equal pixels).
     assert np.abs(pixels[0] - pixels[2]).mean() > 1.0, "iteration 2 paints with another seed"
     assert np.abs(pixels[0] - pixels[1]).mean() > 1.0, "a batch's images are distinct"
     # Nothing silently dropped: what has no effect here is listed.
-    assert {"hr_upscaler", "hr_scale", "denoising_strength", "override_settings.CLIP_stop_at_last_layers"} <= \
-        set(info["sotai"]["ignored"])
+    assert {"hr_upscaler", "hr_scale", "denoising_strength"} <= set(info["sotai"]["ignored"])
+    assert info["clip_skip"] == 2 and "no further effect" in info["sotai"]["notes"]["clip_skip"]
 
 
 @pytest.mark.parametrize("field, value", [("enable_hr", True), ("restore_faces", True), ("sampler_name", "LMS"),
@@ -93,7 +93,8 @@ def test_what_cannot_be_honoured_is_422_naming_the_field(url, field, value):
 
 def test_samplers_models_and_options(url):
     samplers = requests.get(f"{url}/sdapi/v1/samplers", timeout=10).json()
-    assert [s["name"] for s in samplers] == ["Euler a", "Euler", "DPM++ 2M Karras"]
+    assert [s["name"] for s in samplers] == ["DPM++ 2M", "Euler a", "Euler"], "A1111 1.9+ names"
+    assert samplers[0]["options"] == {"scheduler": "karras"}
     assert all({"name", "aliases", "options"} <= set(s) for s in samplers)
     (model,) = requests.get(f"{url}/sdapi/v1/sd-models", timeout=10).json()
     assert {"title", "model_name", "hash", "sha256", "filename", "config"} <= set(model)
@@ -103,6 +104,7 @@ def test_samplers_models_and_options(url):
     option_payload = {"sd_model_checkpoint": model["title"], "CLIP_stop_at_last_layers": 2}
     response = requests.post(f"{url}/sdapi/v1/options", json=option_payload, timeout=10)
     assert response.status_code == 200 and response.json()["ignored"] == ["CLIP_stop_at_last_layers"]
+    assert "no further effect" in response.json()["notes"]["CLIP_stop_at_last_layers"]
     assert requests.get(f"{url}/sdapi/v1/options", timeout=10).json()["CLIP_stop_at_last_layers"] == 2
     wrong = requests.post(f"{url}/sdapi/v1/options", json={"sd_model_checkpoint": "Anything-V3.0-pruned.ckpt [2700c435]"},
                           timeout=10)
@@ -133,3 +135,109 @@ def test_progress_while_idle_and_while_painting(url):
     assert all(0.0 <= s["progress"] <= 1.0 for s in seen)
     assert seen[-1]["state"]["sampling_steps"] == 8
     assert requests.get(f"{url}/sdapi/v1/progress", timeout=10).json()["state"]["job_count"] == 0
+
+
+# The body the widely used `webuiapi` client (0.9.17) sends for `api.txt2img(prompt=..., steps=2, seed=7)`
+# with its defaults: WebUIApi(sampler="Euler a", scheduler="automatic", steps=20).
+def webuiapi_txt2img_body(**changes) -> dict:
+    body = {
+        "enable_hr": False, "hr_scale": 2, "hr_upscaler": "Latent", "hr_second_pass_steps": 0, "hr_resize_x": 0,
+        "hr_resize_y": 0, "hr_checkpoint_name": None, "hr_sampler_name": None, "hr_scheduler": None,
+        "hr_prompt": "", "hr_negative_prompt": "", "denoising_strength": 0.7, "firstphase_width": 0,
+        "firstphase_height": 0, "prompt": "1girl, silver hair", "styles": [], "seed": 7, "subseed": -1,
+        "subseed_strength": 0.0, "seed_resize_from_h": 0, "seed_resize_from_w": 0, "batch_size": 1, "n_iter": 1,
+        "steps": 2, "cfg_scale": 7.0, "width": 512, "height": 512, "restore_faces": False, "tiling": False,
+        "do_not_save_samples": False, "do_not_save_grid": False, "negative_prompt": "", "eta": 1.0, "s_churn": 0,
+        "s_tmax": 0, "s_tmin": 0, "s_noise": 1, "override_settings": {}, "override_settings_restore_afterwards": True,
+        "sampler_name": "Euler a", "scheduler": "automatic", "sampler_index": "Euler a", "script_name": None,
+        "script_args": [], "send_images": True, "save_images": False, "alwayson_scripts": {},
+    }
+    return {**body, **changes}
+
+
+def pixels_of(url, body) -> np.ndarray:
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    return np.asarray(decode(response.json()["images"][0]).convert("RGB"), dtype=np.int64)
+
+
+def test_webuiapi_start_up_and_txt2img_body(url):
+    # WebUIApi() start-up: get_scripts() (to look for ADetailer), then the util_* look-ups.
+    assert requests.get(f"{url}/sdapi/v1/scripts", timeout=10).json() == {"txt2img": [], "img2img": []}
+    titles = sorted(m["title"] for m in requests.get(f"{url}/sdapi/v1/sd-models", timeout=10).json())
+    assert requests.get(f"{url}/sdapi/v1/options", timeout=10).json()["sd_model_checkpoint"] == titles[0]
+    schedulers = requests.get(f"{url}/sdapi/v1/schedulers", timeout=10).json()
+    assert [s["name"] for s in schedulers] == ["automatic", "karras"]
+    assert all(set(s) == {"name", "label", "aliases", "default_rho", "need_inner_model"} for s in schedulers)
+    for path, empty in (("loras", []), ("latent-upscale-modes", []), ("sd-vae", []), ("upscalers", [])):
+        response = requests.get(f"{url}/sdapi/v1/{path}", timeout=10)
+        assert response.status_code == 200 and response.json() == empty, path
+    assert requests.get(f"{url}/sdapi/v1/cmd-flags", timeout=10).json()["api"] is True
+    # util_set_model(title): POST {"sd_model_checkpoint": title}
+    assert requests.post(f"{url}/sdapi/v1/options", json={"sd_model_checkpoint": titles[0]}, timeout=10).status_code == 200
+
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=webuiapi_txt2img_body(), timeout=120)
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    assert info["sampler_name"] == "Euler a" and info["scheduler"] == "Automatic"
+    assert {"eta", "s_noise", "denoising_strength", "hr_upscaler", "hr_scale"} <= set(info["sotai"]["ignored"])
+    assert "scheduler" not in info["sotai"]["ignored"] and "sampler_index" not in info["sotai"]["ignored"]
+
+
+def test_posting_back_the_whole_options_dict_changes_nothing(url):
+    options = requests.get(f"{url}/sdapi/v1/options", timeout=10).json()
+    response = requests.post(f"{url}/sdapi/v1/options", json=options, timeout=10)
+    assert response.status_code == 200 and response.json()["ignored"] == []
+    changed = {**options, "samples_format": "jpg", "some_extension_option": True}
+    assert requests.post(f"{url}/sdapi/v1/options", json=changed, timeout=10).json()["ignored"] == \
+        ["samples_format", "some_extension_option"], "changes we cannot honour are listed, not refused"
+
+
+def test_every_spelling_a1111_maps_paints_the_same(url):
+    karras = [pixels_of(url, webuiapi_txt2img_body(sampler_name=name, sampler_index=name, scheduler=sched))
+              for name, sched in (("DPM++ 2M", "karras"), ("DPM++ 2M", "Karras"), ("DPM++ 2M Karras", None),
+                                  ("k_dpmpp_2m", "automatic"), ("dpm++ 2m", ""))]
+    for other in karras[1:]:
+        assert np.array_equal(karras[0], other)
+    euler_a = pixels_of(url, webuiapi_txt2img_body(sampler_name="k_euler_a", sampler_index="k_euler_a"))
+    assert np.abs(euler_a - karras[0]).mean() > 1.0, "the sampler named is the one painted with"
+    # clip_skip has no effect on SDXL (its encoders' penultimate layer is used already), as in A1111
+    skipped = pixels_of(url, webuiapi_txt2img_body(sampler_name="Euler a", clip_skip=2))
+    assert np.array_equal(skipped, euler_a)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"scheduler": "KARRAS"}, "scheduler"),  # A1111 maps a schedule type's name or label, exactly
+    ({"scheduler": "Karras"}, "scheduler"),  # Euler a with Karras: not a combination this server has
+    ({"scheduler": "beta"}, "scheduler"),
+    ({"sampler_name": "DPM++ 2M Exponential"}, "sampler_name"),
+    ({"sampler_name": "UniPC"}, "sampler_name"),
+    ({"sampler_name": None, "sampler_index": "LMS"}, "sampler_index"),
+    ({"script_name": "x/y/z plot"}, "script_name"),
+    ({"alwayson_scripts": {"ADetailer": {"args": [True]}}}, "alwayson_scripts"),
+    ({"restore_faces": True}, "restore_faces"),
+    ({"enable_hr": True}, "enable_hr"),
+    ({"clip_skip": 13}, "clip_skip"),
+    ({"override_settings": {"CLIP_stop_at_last_layers": "two"}}, "override_settings.CLIP_stop_at_last_layers"),
+])
+def test_webuiapi_body_with_what_we_cannot_do_is_422_naming_it(url, changes, field):
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=webuiapi_txt2img_body(**changes), timeout=60)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_png_info_reads_our_parameters_back_as_a1111_does(url):
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json={"prompt": "1girl", "steps": 2, "seed": 5, "width": 512,
+                                                       "height": 576}, timeout=120).json()
+    # The request shape of A1111 front-ends' "PNG Info" (data URL) and of webuiapi (plain base64).
+    for image in (r["images"][0], "data:image/png;base64," + r["images"][0]):
+        response = requests.post(f"{url}/sdapi/v1/png-info", json={"image": image}, timeout=10)
+        assert response.status_code == 200, response.text
+        got = response.json()
+        assert set(got) == {"info", "items", "parameters"}
+        assert got["info"] == decode(r["images"][0]).info["parameters"]
+        p = got["parameters"]
+        assert p["Steps"] == "2" and p["Seed"] == "5" and (p["Size-1"], p["Size-2"]) == ("512", "576")
+        assert p["Prompt"].startswith("1girl")
+    bad = requests.post(f"{url}/sdapi/v1/png-info", json={"image": "not an image"}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["field"] == "image"
