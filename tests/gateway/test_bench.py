@@ -10,7 +10,7 @@ import pytest
 
 from sotai.contracts import PIPELINE_CONTRACTS
 from sotai.errors import SotaiError
-from sotai.serving import bench
+from sotai.bench import triton as bench
 
 JSON_TYPES = {"STRING": str, "INT32": int, "INT64": int, "FP32": (int, float)}
 
