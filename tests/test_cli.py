@@ -49,7 +49,7 @@ def test_a_bad_value_is_refused_with_the_field_and_the_limit(triton):
     assert "steps=0 is invalid: must be in 1..100" in run.stderr
 
 
-HEAVY = ("torch", "diffusers", "onnx", "onnxruntime", "transformers")
+HEAVY = ("torch", "diffusers", "onnx", "onnxruntime", "transformers", "gradio")
 
 
 def _modules_loaded_by(*argv: str) -> tuple[list[str], str]:
@@ -63,7 +63,7 @@ def _modules_loaded_by(*argv: str) -> tuple[list[str], str]:
     return eval(loaded.removeprefix("LOADED "), {}), run.stdout
 
 
-def test_help_and_the_gateway_import_no_torch():
+def test_help_and_the_gateway_import_no_torch_nor_gradio():
     from sotai.cli import BENCH_COMMANDS, TOP_COMMANDS
 
     loaded, out = _modules_loaded_by("--help")
