@@ -26,7 +26,7 @@ def cmd_snapshot_write(args) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from sotai.export.snapshots import REAL_MODELS, SDXL_PARTS
 
-    snapshot = subparsers.add_parser("snapshot", help="real-architecture snapshots with random weights")
+    snapshot = subparsers.add_parser("snapshot")
     snapshot_sub = snapshot.add_subparsers(metavar="ACTION")
     p = snapshot_sub.add_parser("write", help="write a hub-layout snapshot (real configs and tokenizers, "
                                               "random fp16 weights)")

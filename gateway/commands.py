@@ -7,7 +7,7 @@ from sotai.settings import get_settings
 
 def register(subparsers) -> None:
     settings = get_settings()
-    p = subparsers.add_parser("gateway", help="HTTP API, A1111-compatible API and web page in front of Triton")
+    p = subparsers.add_parser("gateway")
     p.add_argument("--host", default=settings.host, help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=settings.gateway_port)
     p.add_argument("--triton-url", default=settings.triton_url,

@@ -15,17 +15,31 @@ from sotai.settings import get_settings
 
 DEMO_TEXT = "銀髪の少女が夜の桜の下で微笑んでいる"
 
-# Stage packages add their own sub-commands: `register(subparsers)` gets the top level
-# (`sotai index build`) or, for benchmarks, the `bench` group (`sotai bench dart`).
-COMMAND_MODULES = {
-    "sotai.rag.commands": "top", "sotai.gateway.commands": "top", "sotai.export.commands": "top",
-    "sotai.rag.bench": "bench", "sotai.dart.bench": "bench", "sotai.diffusion.bench": "bench",
-    "sotai.serving.bench": "bench", "sotai.serving.loadbench": "bench",
+# Sub-commands that live in stage packages, declared as data: name -> (module, help). The module is
+# imported only when its sub-command is chosen; its `register(subparsers)` then adds the full parser.
+# Otherwise only the name and this help are listed, so `sotai --help` imports no torch.
+TOP_COMMANDS = {
+    "data": ("sotai.rag.commands", "tag data"),
+    "index": ("sotai.rag.commands", "tag index"),
+    "gateway": ("sotai.gateway.commands", "HTTP API, A1111-compatible API and web page in front of Triton"),
+    "snapshot": ("sotai.export.commands", "real-architecture snapshots with random weights"),
+}
+# `sotai bench STAGE`: the benchmarks (sotai.bench, which the runtime core never imports).
+BENCH_COMMANDS = {
+    "rag": ("sotai.bench.rag", "RAG: index build time, query p50/p95 with and without embedding"),
+    "dart": ("sotai.bench.dart", "Dart decoding speed: ONNX Runtime vs PyTorch eager (random weights)"),
+    "diffusion": ("sotai.bench.diffusion", "UNet step ONNX vs PyTorch; Triton vs in-process end to end"),
+    "triton": ("sotai.bench.triton", "perf_analyzer: the sotai ensemble and each stage at concurrency 1..8"),
+    "load": ("sotai.bench.load", "sustained load (perf_analyzer on the ensemble, locust on the gateway): "
+                                 "errors and RSS growth"),
+    "overload": ("sotai.bench.overload", "concurrency 64 against low queue limits: answers or fast refusals, "
+                                         "no 5xx, RSS back"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
@@ -37,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `sotai` parser for `argv`: only the chosen stage sub-command's module is imported (None: all)."""
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="sotai", description="Japanese text -> Danbooru tags -> anime image")
     sub = parser.add_subparsers(metavar="COMMAND")
@@ -83,16 +98,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers (--json: last line is JSON)")
-    groups = {"top": sub, "bench": bench.add_subparsers(metavar="STAGE")}
-    for module_name, group in COMMAND_MODULES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that stage is not in this checkout yet
-            raise
-        module.register(groups[group])
+    bench_sub = bench.add_subparsers(metavar="STAGE")
+    chosen = _positionals(argv)
+    _add_declared(sub, TOP_COMMANDS, chosen[0] if chosen else None, everything=argv is None)
+    _add_declared(bench_sub, BENCH_COMMANDS, chosen[1] if chosen[:1] == ["bench"] and len(chosen) > 1 else None,
+                  everything=argv is None)
     return parser
+
+
+def _positionals(argv: list[str] | None) -> list[str]:
+    """The leading sub-command names in argv (the top level and `bench` take no options but --help)."""
+    names = []
+    for arg in argv or []:
+        if arg.startswith("-"):
+            continue
+        names.append(arg)
+        if len(names) == 2:
+            break
+    return names
+
+
+def _add_declared(subparsers, table: dict[str, tuple[str, str]], chosen: str | None, everything: bool) -> None:
+    """Each declared sub-command: the full parser from its module when chosen, else its name and help."""
+    chosen_module = table[chosen][0] if chosen in table else None
+    registered: set[str] = set()
+    for name, (module_name, help_text) in table.items():
+        if everything or module_name == chosen_module:
+            if module_name not in registered:  # one module may add several sub-commands
+                registered.add(module_name)
+                importlib.import_module(module_name).register(_DeclaredHelp(subparsers, table))
+        else:
+            subparsers.add_parser(name, help=help_text)  # listed only: chosen, it is built in full
+
+
+class _DeclaredHelp:
+    """The subparsers a stage module registers into: each sub-command's help is the table's."""
+
+    def __init__(self, subparsers, table: dict[str, tuple[str, str]]):
+        self._subparsers, self._table = subparsers, table
+
+    def add_parser(self, name: str, **kwargs):
+        kwargs.setdefault("help", self._table[name][1])
+        return self._subparsers.add_parser(name, **kwargs)
 
 
 def _add_connection_args(p: argparse.ArgumentParser) -> None:

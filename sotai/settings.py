@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     gateway_port: int = _env("SOTAI_GATEWAY_PORT", default=7860)
     api_key: SecretStr | None = _env("SOTAI_API_KEY", default=None)
 
+    # -- benchmarks ----------------------------------------------------------
+    perf_analyzer: Path | None = _env(
+        "SOTAI_PERF_ANALYZER", default=None,
+        description="perf_analyzer binary for `sotai bench triton` / `sotai bench load` (default: PATH,"
+        " then ../shared/tools/bin/perf_analyzer beside the checkout, when present).",
+    )
+
     # -- overload ----------------------------------------------------------
     max_queue_size: int = _env(
         "SOTAI_MAX_QUEUE_SIZE", default=16, ge=1,

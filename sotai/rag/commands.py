@@ -91,7 +91,7 @@ def cmd_data_download(args) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from sotai.rag.download import WIKI_REPO
 
-    data = subparsers.add_parser("data", help="tag data")
+    data = subparsers.add_parser("data")
     data_sub = data.add_subparsers(metavar="ACTION")
     p = data_sub.add_parser("download", help=f"download {WIKI_REPO} (resumable) from the Hugging Face Hub")
     p.add_argument("--dest", type=Path, default=None, help="target directory (default: SOTAI_TAG_DATA or "
@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_data_download)
 
-    index = subparsers.add_parser("index", help="tag index")
+    index = subparsers.add_parser("index")
     index_sub = index.add_subparsers(metavar="ACTION")
     p = index_sub.add_parser("build", help="build the tag index (FAISS + parquet + manifest)")
     p.add_argument("--data", type=Path, default=None,

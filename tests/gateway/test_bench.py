@@ -10,7 +10,7 @@ import pytest
 
 from sotai.contracts import PIPELINE_CONTRACTS
 from sotai.errors import SotaiError
-from sotai.serving import bench
+from sotai.bench import triton as bench
 
 JSON_TYPES = {"STRING": str, "INT32": int, "INT64": int, "FP32": (int, float)}
 
@@ -43,6 +43,21 @@ def test_perf_csv_becomes_points_summary_and_plot(tmp_path):
     assert [row["model"] for row in csv.DictReader(summary.open())] == ["rag", "rag"]
     png = bench.plot(points, tmp_path / "triton.png", "test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_perf_analyzer_setting_comes_before_path_and_the_checkout_fallback(tmp_path, monkeypatch):
+    from sotai.settings import get_settings
+
+    binary = tmp_path / "perf_analyzer"
+    binary.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("SOTAI_PERF_ANALYZER", str(binary))
+    get_settings.cache_clear()
+    try:
+        assert bench.find_perf_analyzer() == str(binary)
+        assert bench.find_perf_analyzer("/opt/explicit/perf_analyzer") == "/opt/explicit/perf_analyzer"
+    finally:
+        monkeypatch.delenv("SOTAI_PERF_ANALYZER")
+        get_settings.cache_clear()
 
 
 def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsys):

@@ -11,7 +11,7 @@ import time
 
 from sotai.contracts import SOTAI
 from sotai.limits import GenerationParams
-from sotai.serving.loadbench import MemoryWatch, input_data, percentile
+from sotai.bench.load import MemoryWatch, input_data, percentile
 
 
 def test_input_data_fills_every_ensemble_input_with_valid_values(tmp_path):

@@ -67,8 +67,7 @@ class Tally:
 
 
 def register(bench_subparsers) -> None:
-    p = bench_subparsers.add_parser(
-        "overload", help="concurrency 64 against low queue limits: answers or fast refusals, no 5xx, RSS back")
+    p = bench_subparsers.add_parser("overload")
     p.add_argument("--repo", type=Path, default=None, help="model repository (default: the profile's)")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--queue", type=int, default=2, help="max_queue_size of every bounded Triton queue")
@@ -90,7 +89,7 @@ def small_queue_copy(src: Path, dst: Path, queue: int) -> Path:
     """A linked copy of `src` whose bounded queues hold `queue` requests (configs are real files)."""
     from sotai.contracts import PIPELINE_CONTRACTS
 
-    from .repo_copy import link_copy
+    from sotai.serving.repo_copy import link_copy
 
     link_copy(src, dst)
     for name in PIPELINE_CONTRACTS:
@@ -232,7 +231,7 @@ def good_latency(url: str, probes: int, steps: int) -> float:
 
 
 def _rss(pid: int) -> int:
-    from .loadbench import MemoryWatch
+    from sotai.bench.load import MemoryWatch
 
     return MemoryWatch(pid).rss()
 
@@ -267,7 +266,7 @@ def _settle(triton_pid: int, quiet_s: float = 3.0, timeout_s: float = 120.0) -> 
 
 
 def cmd_bench_overload(args) -> int:
-    from .server import TritonServer, free_port
+    from sotai.serving.server import TritonServer, free_port
 
     settings = get_settings()
     repo_src = args.repo or settings.repository_dir()

@@ -210,7 +210,7 @@ def print_report(r: dict) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("dart", help="Dart decoding speed: ONNX Runtime vs PyTorch eager (random weights)")
+    p = subparsers.add_parser("dart")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the numbers")
     p.add_argument("--repeats", type=int, default=3, help="ONNX timing runs per case (median)")
     p.set_defaults(func=_cmd)

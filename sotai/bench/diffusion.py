@@ -171,7 +171,7 @@ def print_report(r: dict) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("diffusion", help="UNet step ONNX vs PyTorch; Triton vs in-process end to end")
+    p = subparsers.add_parser("diffusion")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the numbers")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
     p.add_argument("--no-triton", action="store_true", help="only the UNet comparison")

@@ -27,7 +27,8 @@ from sotai.settings import PROJECT_ROOT, get_settings
 BENCH_DIR = PROJECT_ROOT / "bench"
 MODELS = ("sotai", "rag", "dart", "diffusion")
 CONCURRENCY = (1, 2, 4, 8)
-# Where this machine keeps perf_analyzer when it is not on PATH (see ../shared/tools/README.md).
+# The documented last resort when neither --perf-analyzer, SOTAI_PERF_ANALYZER nor PATH has one:
+# where the development machine keeps perf_analyzer beside the checkout (see ../shared/tools/README.md).
 SHARED_PERF_ANALYZER = PROJECT_ROOT.parent / "shared" / "tools" / "bin" / "perf_analyzer"
 
 
@@ -43,16 +44,18 @@ class Point:
 
 
 def find_perf_analyzer(explicit: str | None = None) -> str:
-    for candidate in (explicit, shutil.which("perf_analyzer"),
+    """--perf-analyzer, then SOTAI_PERF_ANALYZER, then PATH, then the checkout-relative fallback."""
+    configured = get_settings().perf_analyzer
+    for candidate in (explicit, str(configured) if configured else None, shutil.which("perf_analyzer"),
                       str(SHARED_PERF_ANALYZER) if SHARED_PERF_ANALYZER.is_file() else None):
         if candidate:
             return candidate
     raise SotaiError("perf_analyzer not found: `pip install perf-analyzer` (glibc >= 2.38), use the Triton SDK "
-                     "image, or pass --perf-analyzer PATH")
+                     "image, then set SOTAI_PERF_ANALYZER or pass --perf-analyzer PATH")
 
 
 def register(bench_subparsers) -> None:
-    p = bench_subparsers.add_parser("triton", help="perf_analyzer: the sotai ensemble and each stage at concurrency 1..8")
+    p = bench_subparsers.add_parser("triton")
     p.add_argument("--url", default=None, help="a running Triton (HOST:PORT); default: start the embedded one")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
@@ -60,7 +63,7 @@ def register(bench_subparsers) -> None:
     p.add_argument("--requests", type=int, default=16,
                    help="requests per measurement window (x concurrency / 2 for concurrency above 2)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench")
-    p.add_argument("--perf-analyzer", default=None, help="perf_analyzer binary (default: PATH, then ../shared/tools)")
+    p.add_argument("--perf-analyzer", default=None, help="perf_analyzer binary (default: SOTAI_PERF_ANALYZER, PATH, then ../shared/tools)")
     p.add_argument("--gateway-users", type=int, default=8, help="locust users (closed loop); 0 skips the gateway")
     p.add_argument("--gateway-time", default="60s", help="locust --run-time")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")

@@ -168,7 +168,7 @@ def cmd_bench_rag(args) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("rag", help="RAG: index build time, query p50/p95 with and without embedding")
+    p = subparsers.add_parser("rag")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.add_argument("--data", type=Path, default=None,
                    help="tag data directory (default: SOTAI_TAG_DATA, else ../shared/data, else embedded)")

@@ -101,8 +101,7 @@ class Phase:
 
 
 def register(bench_subparsers) -> None:
-    p = bench_subparsers.add_parser(
-        "load", help="sustained load (perf_analyzer on the ensemble, locust on the gateway): errors and RSS growth")
+    p = bench_subparsers.add_parser("load")
     p.add_argument("--repo", type=Path, default=None, help="model repository (default: the profile's)")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--requests", type=int, default=1000, help="requests per phase (perf_analyzer, then locust)")
@@ -112,13 +111,9 @@ def register(bench_subparsers) -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--skip-gateway", action="store_true", help="perf_analyzer on Triton only")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench")
-    p.add_argument("--perf-analyzer", default=None, help="perf_analyzer binary (default: PATH, then ../shared/tools)")
+    p.add_argument("--perf-analyzer", default=None, help="perf_analyzer binary (default: SOTAI_PERF_ANALYZER, PATH, then ../shared/tools)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     p.set_defaults(func=cmd_bench_load)
-    # `sotai bench overload` lives beside this one (its own module; registered here, with its sibling).
-    from .overloadbench import register as register_overload
-
-    register_overload(bench_subparsers)
 
 
 def input_data(params: GenerationParams, path: Path) -> Path:
@@ -235,7 +230,7 @@ def phase(name: str, tool: str, pid: int, http_url: str, baseline: int, run) -> 
 def cmd_bench_load(args) -> int:
     from sotai.gateway import create_app
     from sotai.gateway.background import ServerThread
-    from sotai.serving.bench import find_perf_analyzer
+    from sotai.bench.triton import find_perf_analyzer
     from sotai.serving.server import TritonServer, free_port
 
     settings = get_settings()
