@@ -73,7 +73,7 @@ def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsy
 
     out = bench.PROJECT_ROOT / "out" / "test" / "bench"  # perf_analyzer may run in a chroot that sees only the checkout
     code = main(["bench", "triton", "--url", triton.grpc_url, "--models", "rag", "--concurrency", "1",
-                 "--requests", "8", "--out", str(out), "--gateway-users", "1", "--gateway-time", "10s", "--json",
+                 "--requests", "40", "--out", str(out), "--gateway-users", "1", "--gateway-time", "10s", "--json",
                  "--perf-analyzer", binary])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
