@@ -182,7 +182,7 @@ HTTP_ONLY = [
          path="/sdapi/v1/txt2img"),
     Case("a1111-batch-100", "batch_size", "must be in 1..8", body={"prompt": "1girl", "batch_size": 100},
          path="/sdapi/v1/txt2img"),
-    Case("a1111-unknown-sampler", "sampler_name", "must be one of Euler a, Euler, DPM++ 2M Karras",
+    Case("a1111-unknown-sampler", "sampler_name", "is an A1111 sampler this server does not have",
          body={"prompt": "1girl", "sampler_name": "DDIM"}, path="/sdapi/v1/txt2img"),
     Case("a1111-empty-prompt", "prompt", "must not be empty or only whitespace", body={"prompt": "  "},
          path="/sdapi/v1/txt2img"),

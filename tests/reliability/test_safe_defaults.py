@@ -14,7 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from sotai.gateway import create_app
-from sotai.gateway.security import MAX_BODY_BYTES, OPEN_PATHS
+from sotai.gateway.security import IMAGE_BODY_BYTES, IMAGE_PATHS, MAX_BODY_BYTES, OPEN_PATHS
 from sotai.serving.server import TritonServer, free_port
 from sotai.settings import PROJECT_ROOT, Settings
 
@@ -141,15 +141,17 @@ def test_every_post_route_refuses_a_body_over_the_limit(test_settings):
     app = offline_app(test_settings, api_key="")
     posts = [path for method, path in api_routes(app) if method == "POST"]
     assert {"/v1/tags", "/v1/images", "/v1/images/stream", "/sdapi/v1/txt2img", "/sdapi/v1/options"} <= set(posts)
-    big = b'{"text": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}'
     with TestClient(app) as client:
         for path in posts:
+            # Image-carrying routes (png-info, later img2img) have their own, larger limit.
+            limit = IMAGE_BODY_BYTES if path in IMAGE_PATHS else MAX_BODY_BYTES
+            big = b'{"text": "' + b"a" * (limit + 1) + b'"}'
             declared = client.post(path, content=big, headers={"content-type": "application/json"})
             assert declared.status_code == 413, path
             chunked = client.post(path, content=iter([big[:1000], big[1000:]]),
                                   headers={"content-type": "application/json"})
             assert chunked.status_code == 413, path
-        assert f"larger than {MAX_BODY_BYTES} bytes" in declared.json()["detail"]
+        assert f"larger than {limit} bytes" in declared.json()["detail"]
 
 
 # -- CORS --------------------------------------------------------------------------------------
