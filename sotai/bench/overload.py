@@ -100,13 +100,14 @@ def small_queue_copy(src: Path, dst: Path, queue: int) -> Path:
     return dst
 
 
-def _diffusion_inputs(steps: int, seed: int):
+def diffusion_inputs(steps: int, seed: int, prompt: str = "1girl, night") -> list:
+    """One request row for the `diffusion` model (every input [1, 1]); also used by tests/reliability."""
     import numpy as np
     import tritonclient.grpc as grpcclient
 
-    values = {"PROMPT": b"1girl, night", "NEGATIVE_PROMPT": b"", "STEPS": np.int32(steps), "CFG_SCALE": np.float32(7),
-              "WIDTH": np.int32(512), "HEIGHT": np.int32(512), "SEED": np.int64(seed), "NUM_IMAGES": np.int32(1),
-              "SCHEDULER": b"euler_a"}
+    values = {"PROMPT": prompt.encode(), "NEGATIVE_PROMPT": b"", "STEPS": np.int32(steps),
+              "CFG_SCALE": np.float32(7), "WIDTH": np.int32(512), "HEIGHT": np.int32(512), "SEED": np.int64(seed),
+              "NUM_IMAGES": np.int32(1), "SCHEDULER": b"euler_a"}
     inputs = []
     for name, value in values.items():
         wire = "BYTES" if isinstance(value, bytes) else {np.int32: "INT32", np.int64: "INT64", np.float32: "FP32"}[type(value)]
@@ -130,7 +131,7 @@ async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: i
         while time.monotonic() < stop:
             t0 = time.perf_counter()
             try:
-                await client.infer("diffusion", _diffusion_inputs(steps, i * 1000 + n), client_timeout=120)
+                await client.infer("diffusion", diffusion_inputs(steps, i * 1000 + n), client_timeout=120)
                 tally.ok.append((time.perf_counter() - t0) * 1000)
             except Exception as exc:  # tritonclient raises InferenceServerException for every refusal
                 ms = (time.perf_counter() - t0) * 1000

@@ -106,19 +106,10 @@ class StepCounter:
             last = now
 
 
-def diffusion_inputs(steps: int, model: str = "diffusion") -> list:
-    import tritonclient.grpc as grpcclient
+def diffusion_inputs(steps: int) -> list:
+    from sotai.bench.overload import diffusion_inputs as one_row
 
-    values = {"PROMPT": PROMPT.encode(), "NEGATIVE_PROMPT": b"", "STEPS": np.int32(steps),
-              "CFG_SCALE": np.float32(7.0), "WIDTH": np.int32(512), "HEIGHT": np.int32(512), "SEED": np.int64(1),
-              "NUM_IMAGES": np.int32(1), "SCHEDULER": b"euler_a"}
-    inputs = []
-    for name, value in values.items():
-        wire = "BYTES" if isinstance(value, bytes) else {np.int32: "INT32", np.int64: "INT64", np.float32: "FP32"}[type(value)]
-        tensor = grpcclient.InferInput(name, [1, 1], wire)
-        tensor.set_data_from_numpy(np.array([[value]], dtype=np.object_ if wire == "BYTES" else type(value)))
-        inputs.append(tensor)
-    return inputs
+    return one_row(steps, seed=1, prompt=PROMPT)
 
 
 def assert_stopped_within_one_step(steps: StepCounter, at_stop: int, decodes_before: int, *, decoded: bool = False):
@@ -152,7 +143,7 @@ def test_a_cancelled_stream_stops_the_streaming_loop_within_one_step(small_queue
     events: list = []
     start, decodes = steps.settled(0.3), steps.decodes()
     client.start_stream(callback=lambda result, error: events.append((result, error)))
-    client.async_stream_infer("diffusion_stream", diffusion_inputs(LONG, "diffusion_stream"))
+    client.async_stream_infer("diffusion_stream", diffusion_inputs(LONG))
     steps.wait_for(start, 3)
     client.stop_stream(cancel_requests=True)
     assert_stopped_within_one_step(steps, steps.unet(), decodes)
