@@ -31,7 +31,7 @@ def main() -> int:
 
     from sotai.client import GenerateRequest, SotaiClient
     from sotai.diffusion.png import decode_png
-    from sotai.limits import GenerationParams
+    from sotai.params import GenerationParams
     from sotai.serving.server import TritonServer, free_port
 
     started = time.monotonic()

@@ -12,7 +12,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import numpy as np
 
 from sotai.errors import SotaiError
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 from .catalog import Catalog, ModelInfo, pipeline_models
 from .errors import MapsTritonErrors, from_triton

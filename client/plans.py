@@ -25,11 +25,12 @@ from typing import Generator
 
 import numpy as np
 
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams, tensor_defaults, tensor_values
 
 from .catalog import Catalog
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
+RAG_DEFAULT_TOP_K = 20  # rag's own default (its config parameter `top_k`), for a server without TOP_K inputs
 PROGRESS_OUTPUTS = ("STEP", "TOTAL_STEPS", "PREVIEW")
 USER_REASON = {"span": "", "signal": "user"}
 PROMPT_REASON = {"span": "", "signal": "prompt"}
@@ -48,20 +49,20 @@ Plan = Generator["Call | Progress", "dict[str, np.ndarray] | None", "GenerateRes
 
 
 def generation_values(p: GenerationParams, *, rated: bool = True) -> tuple[dict[str, object], dict[str, object]]:
-    """Tensor values of the painting parameters, and the defaults a server's model may leave out.
+    """Tensor values of the painting parameters (sotai.params), and the defaults a server's model may leave out.
 
     `rated`: Dart already took RATING (it picks the tags), so a painter without a RATING input
     still honours the request; a prompt that skips Dart needs the painter to take it.
     """
-    values = {
-        "NEGATIVE_PROMPT": p.negative_prompt, "STEPS": p.steps, "CFG_SCALE": p.cfg_scale, "WIDTH": p.width,
-        "HEIGHT": p.height, "SEED": p.seed, "NUM_IMAGES": p.num_images, "SCHEDULER": p.scheduler,
-        "RATING": p.rating, "QUALITY_TAGS": p.quality_tags, "DEFAULT_NEGATIVE": p.default_negative,
-    }
-    base = GenerationParams()
-    defaults = {"RATING": p.rating if rated else base.rating, "QUALITY_TAGS": base.quality_tags,
-                "DEFAULT_NEGATIVE": base.default_negative}
-    return values, defaults
+    defaults = tensor_defaults()
+    if rated:
+        defaults["RATING"] = p.rating
+    return tensor_values(p), defaults
+
+
+def rag_values(request: GenerateRequest) -> dict[str, object]:
+    """The RAG stage's inputs: the same on the `sotai` ensemble and on the chain."""
+    return {"TEXT": request.text, "TOP_K": request.top_k}
 
 
 def candidates_from_tags(tags: tuple[str, ...]) -> str:
@@ -90,7 +91,7 @@ def tags_plan(request: GenerateRequest, catalog: Catalog, progress: bool = False
     else:
         if progress:
             yield Progress("rag", 0, 1)
-        out = yield Call("rag", {"TEXT": request.text, "TOP_K": request.top_k})
+        out = yield Call("rag", rag_values(request))
         candidates = _string(out, "CANDIDATES")
         if progress:
             yield Progress("rag", 1, 1)
@@ -112,7 +113,8 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
     one_trip = not (cancellable or request.timeout_s is not None)
 
     if request.text and not progress and one_trip and not catalog.get("sotai").decoupled:
-        out = yield Call("sotai", {"TEXT": request.text, **values}, defaults, request_id=request.request_id)
+        out = yield Call("sotai", {**rag_values(request), **values}, {**defaults, "TOP_K": RAG_DEFAULT_TOP_K},
+                         request_id=request.request_id)
         return GenerateResult(tags=json.loads(_string(out, "TAGS")), prompt=_string(out, "PROMPT"),
                               images=_images(out), seed=int(out["SEED_USED"].reshape(-1)[0]), route="sotai")
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 from .catalog import Catalog, ModelInfo, pipeline_models
 from .errors import DeadlineExceeded, MapsTritonErrors, from_triton

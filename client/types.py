@@ -6,9 +6,8 @@ import random
 from dataclasses import dataclass, field, replace
 
 from sotai.errors import InvalidInput
-from sotai.limits import (
-    SEED_RANGE, TEXT_MAX_CHARS, TOP_K_RANGE, GenerationParams, check_int, check_tags, check_text, check_timeout,
-)
+from sotai.limits import SEED_RANGE, TEXT_MAX_CHARS, TOP_K_RANGE, check_int, check_tags, check_text, check_timeout
+from sotai.params import GenerationParams
 
 # What a request starts from; each skips the stages before it.
 #   text:   Japanese text -> RAG -> Dart -> diffusion

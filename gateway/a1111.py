@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput
-from sotai.limits import NUM_IMAGES_RANGE, GenerationParams, check_int
+from sotai.limits import NUM_IMAGES_RANGE, check_int
+from sotai.params import GenerationParams
 
 from . import a1111_names as names
 from .routes import unless_disconnected

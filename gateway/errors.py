@@ -14,29 +14,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sotai.client import TritonUnavailable
 from sotai.client.errors import DeadlineExceeded, RequestCancelled, TritonOverloaded
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import (
-    CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, STEPS_RANGE,
-    TAG_MAX_CHARS, check_bool, check_choice, check_float, check_int, check_size, check_tags, check_text, check_timeout,
-)
+from sotai.limits import TAG_MAX_CHARS, check_tags, check_text, check_timeout
+from sotai.params import GENERATION_PARAMS
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but the access log says what happened
 
 # The limit check of each body field, so a wrong JSON type gets the same words as a value out of range.
 FIELD_CHECKS = {
     "text": lambda v: check_text("text", v),
-    "negative_prompt": lambda v: check_text("negative_prompt", v, max_chars=NEGATIVE_PROMPT_MAX_CHARS, allow_empty=True),
-    "steps": lambda v: check_int("steps", v, *STEPS_RANGE),
-    "cfg_scale": lambda v: check_float("cfg_scale", v, *CFG_RANGE),
-    "width": lambda v: check_size("width", v),
-    "height": lambda v: check_size("height", v),
-    "seed": lambda v: check_int("seed", v, *SEED_RANGE),
-    "num_images": lambda v: check_int("num_images", v, *NUM_IMAGES_RANGE),
-    "scheduler": lambda v: check_choice("scheduler", v, SCHEDULERS),
-    "rating": lambda v: check_choice("rating", v, RATINGS),
     "tags": lambda v: check_tags("tags", v),
-    "quality_tags": lambda v: check_bool("quality_tags", v),
-    "default_negative": lambda v: check_bool("default_negative", v),
     "timeout_s": lambda v: check_timeout("timeout_s", v),
+    **{p.name: p.check for p in GENERATION_PARAMS},
 }
 
 

@@ -1,6 +1,6 @@
 """JSON bodies of the gateway's /v1 API (the field names of the client and the CLI).
 
-Types are declared here (strict: "20" is not an integer, unknown fields are refused); every limit
+Fields are derived from sotai.params (strict: "20" is not an integer, unknown fields are refused); every limit
 is checked by `sotai.limits`, so a bad value gets the same words here as from Triton.
 """
 
@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import base64
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model
 
 from sotai.client import GenerateRequest, GenerateResult, Progress, TagsResult
-from sotai.limits import (
-    CFG_RANGE, NEGATIVE_PROMPT_MAX_CHARS, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_MULTIPLE, SIZE_RANGE,
-    STEPS_RANGE, TAGS_MAX, TEXT_MAX_CHARS, TIMEOUT_RANGE, GenerationParams,
-)
+from sotai.limits import TAGS_MAX, TEXT_MAX_CHARS, TIMEOUT_RANGE
+from sotai.params import GENERATION_PARAMS, GenerationParams, Param
 from sotai.settings import Settings
 
 
-def _bounds(limits: tuple) -> dict:
-    return {"minimum": limits[0], "maximum": limits[1]}
+_STRICT_TYPES = {"int": StrictInt, "size": StrictInt, "float": StrictFloat | StrictInt, "choice": StrictStr,
+                 "text": StrictStr, "bool": StrictBool}
 
 
-def _range(limits: tuple) -> str:
-    return f"{limits[0]}..{limits[1]}"
+def _param_field(p: Param) -> tuple:
+    """A pydantic field of a declared parameter: strict type, documented limits; None = the server's default."""
+    kind = _STRICT_TYPES[p.kind]
+    if p.setting:
+        return kind | None, Field(None, description=p.description(), json_schema_extra=p.json_schema())
+    return kind, Field(p.default, description=p.description(), json_schema_extra=p.json_schema())
 
 
-def _size() -> str:
-    return f"multiple of {SIZE_MULTIPLE} in {_range(SIZE_RANGE)}"
-
-
-class GenerationBody(BaseModel):
+class _RequestFields(BaseModel):
     """`text` (Japanese) or `tags` (Danbooru tags; RAG is bypassed); unset parameters take the server defaults."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -44,35 +42,21 @@ class GenerationBody(BaseModel):
                             json_schema_extra={"maxLength": TEXT_MAX_CHARS})
     tags: list[StrictStr] | None = Field(None, description="Danbooru tags; when given, RAG is bypassed and `text` must be empty.",
                                          json_schema_extra={"maxItems": TAGS_MAX})
-    negative_prompt: StrictStr = Field("", json_schema_extra={"maxLength": NEGATIVE_PROMPT_MAX_CHARS})
-    steps: StrictInt | None = Field(None, description=f"{_range(STEPS_RANGE)}; default DEFAULT_STEPS",
-                                    json_schema_extra=_bounds(STEPS_RANGE))
-    cfg_scale: StrictFloat | StrictInt | None = Field(None, description=f"{_range(CFG_RANGE)}; default DEFAULT_CFG_SCALE",
-                                                      json_schema_extra=_bounds(CFG_RANGE))
-    width: StrictInt | None = Field(None, description=f"{_size()}; default DEFAULT_WIDTH",
-                                    json_schema_extra={**_bounds(SIZE_RANGE), "multipleOf": SIZE_MULTIPLE})
-    height: StrictInt | None = Field(None, description=f"{_size()}; default DEFAULT_HEIGHT",
-                                     json_schema_extra={**_bounds(SIZE_RANGE), "multipleOf": SIZE_MULTIPLE})
-    seed: StrictInt = Field(-1, description="-1 = random; the seed used is returned", json_schema_extra=_bounds(SEED_RANGE))
-    num_images: StrictInt = Field(1, description=_range(NUM_IMAGES_RANGE), json_schema_extra=_bounds(NUM_IMAGES_RANGE))
-    scheduler: StrictStr = Field("euler_a", description=" | ".join(SCHEDULERS), json_schema_extra={"enum": list(SCHEDULERS)})
-    rating: StrictStr = Field("general", description=" | ".join(RATINGS), json_schema_extra={"enum": list(RATINGS)})
-    quality_tags: StrictBool = Field(True, description="add Animagine's quality and rating tags")
-    default_negative: StrictBool = Field(True, description="add Animagine's default negative prompt")
     timeout_s: StrictFloat | StrictInt | None = Field(
-        None, description=f"seconds ({_range(TIMEOUT_RANGE)}); past them painting stops and the answer is 504 "
-                          "naming timeout_s. Unset: no deadline", json_schema_extra=_bounds(TIMEOUT_RANGE))
+        None, description=f"seconds ({TIMEOUT_RANGE[0]}..{TIMEOUT_RANGE[1]}); past them painting stops and the answer "
+                          "is 504 naming timeout_s. Unset: no deadline",
+        json_schema_extra={"minimum": TIMEOUT_RANGE[0], "maximum": TIMEOUT_RANGE[1]})
 
     def to_request(self, settings: Settings) -> GenerateRequest:
         """The client's request, checked (raises InvalidInput naming the field and the limit)."""
-        params = GenerationParams.from_settings(
-            settings, steps=self.steps, cfg_scale=self.cfg_scale, width=self.width, height=self.height,
-            seed=self.seed, negative_prompt=self.negative_prompt, num_images=self.num_images,
-            scheduler=self.scheduler, rating=self.rating, quality_tags=self.quality_tags,
-            default_negative=self.default_negative,
-        )
+        params = GenerationParams.from_settings(settings, **{p.name: getattr(self, p.name) for p in GENERATION_PARAMS})
         return GenerateRequest(text=self.text, tags=tuple(self.tags or ()), params=params,
                                timeout_s=self.timeout_s).checked()
+
+
+# The request fields, then one field per generation parameter (sotai.params).
+GenerationBody = create_model("GenerationBody", __base__=_RequestFields,
+                              **{p.name: _param_field(p) for p in GENERATION_PARAMS})
 
 
 class TagOut(BaseModel):

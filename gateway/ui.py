@@ -22,10 +22,8 @@ import gradio as gr
 
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import (
-    CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX,
-    GenerationParams, check_text,
-)
+from sotai.limits import CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX, check_text
+from sotai.params import GenerationParams
 
 if TYPE_CHECKING:
     from .state import GatewayState

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from sotai.errors import SotaiError
-from sotai.limits import RATINGS, SCHEDULERS, SIZE_PRESETS, GenerationParams
+from sotai.limits import SIZE_PRESETS
+from sotai.params import GenerationParams, add_cli_flags, params_from_cli
 from sotai.settings import get_settings
 
 DEMO_TEXT = "銀髪の少女が夜の桜の下で微笑んでいる"
@@ -154,29 +155,13 @@ def triton_url(args) -> str:
 
 
 def _add_generation_args(p: argparse.ArgumentParser, settings) -> None:
-    p.add_argument("--steps", type=int, default=settings.default_steps)
-    p.add_argument("--cfg-scale", type=float, default=settings.default_cfg_scale)
-    p.add_argument("--width", type=int, default=settings.default_width)
-    p.add_argument("--height", type=int, default=settings.default_height)
-    p.add_argument("--seed", type=int, default=-1, help="-1 = random; the seed used is printed")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--num-images", type=int, default=1)
+    add_cli_flags(p, settings)  # one flag per parameter declared in sotai.params
     p.add_argument("--size", choices=sorted(SIZE_PRESETS), help="an Animagine resolution preset (sets width and height)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="euler_a")
-    p.add_argument("--rating", choices=RATINGS, default="general")
-    p.add_argument("--no-quality-tags", dest="quality_tags", action="store_false",
-                   help="do not append Animagine's quality and rating tags")
-    p.add_argument("--no-default-negative", dest="default_negative", action="store_false",
-                   help="do not add Animagine's default negative prompt")
 
 
 def params_from_args(args) -> GenerationParams:
-    width, height = SIZE_PRESETS[args.size] if args.size else (args.width, args.height)
-    return GenerationParams(
-        steps=args.steps, cfg_scale=args.cfg_scale, width=width, height=height, seed=args.seed,
-        negative_prompt=args.negative_prompt, num_images=args.num_images, scheduler=args.scheduler,
-        rating=args.rating, quality_tags=args.quality_tags, default_negative=args.default_negative,
-    ).checked()
+    size = dict(zip(("width", "height"), SIZE_PRESETS[args.size])) if args.size else {}
+    return params_from_cli(args, **size).checked()
 
 
 def cmd_export(args) -> int:

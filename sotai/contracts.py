@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from sotai.params import GENERATION_PARAMS
+
 Target = Literal["cpu", "gpu", "tensorrt"]
 
 ONNX_MODELS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder")
@@ -83,15 +85,10 @@ DART = ModelContract(
     bounded_queue=True,
 )
 
+# PROMPT, then every generation parameter as declared in sotai.params (the optional ones may be absent).
 DIFFUSION = ModelContract(
     name="diffusion",
-    inputs=(
-        S("PROMPT"), S("NEGATIVE_PROMPT"), I32("STEPS"), F32("CFG_SCALE"), I32("WIDTH"), I32("HEIGHT"),
-        I64("SEED"), I32("NUM_IMAGES"), S("SCHEDULER"),
-        # Animagine's defaults: rating tag, quality tags, default negative prompt (each can be turned off).
-        S("RATING", optional=True), Tensor("QUALITY_TAGS", "BOOL", optional=True),
-        Tensor("DEFAULT_NEGATIVE", "BOOL", optional=True),
-    ),
+    inputs=(S("PROMPT"), *(Tensor(p.tensor, p.triton_dtype, optional=p.optional) for p in GENERATION_PARAMS)),
     outputs=(S("IMAGE", dims=(-1,)), I64("SEED_USED")),  # IMAGE: one PNG (bytes) per image
     bounded_queue=True,
 )
@@ -112,24 +109,21 @@ DIFFUSION_CONTROL = ModelContract(
     outputs=(Tensor("ACCEPTED", "BOOL"),),
 )
 
-# What a caller sends to the whole pipeline (the client, perf_analyzer, the gateway).
+# What a caller sends to the whole pipeline (the client, perf_analyzer, the gateway): TEXT and TOP_K (RAG's),
+# then every generation parameter; those Dart takes too (size, rating, seed) are required, as Dart needs them.
+_DART_PARAMS = tuple(t.name for t in DART.inputs if t.name != "CANDIDATES")
 SOTAI = ModelContract(
     name="sotai",
     backend="ensemble",
-    inputs=(
-        S("TEXT"), S("NEGATIVE_PROMPT"), I32("STEPS"), F32("CFG_SCALE"), I32("WIDTH"), I32("HEIGHT"),
-        I64("SEED"), I32("NUM_IMAGES"), S("SCHEDULER"), S("RATING"),
-        Tensor("QUALITY_TAGS", "BOOL", optional=True), Tensor("DEFAULT_NEGATIVE", "BOOL", optional=True),
-    ),
+    inputs=(S("TEXT"), I32("TOP_K", optional=True),
+            *(Tensor(p.tensor, p.triton_dtype, optional=p.optional and p.tensor not in _DART_PARAMS)
+              for p in GENERATION_PARAMS)),
     outputs=(S("TAGS"), S("PROMPT"), S("IMAGE", dims=(-1,)), I64("SEED_USED")),
     steps=(
-        ("rag", {"TEXT": "TEXT"}, {"CANDIDATES": "candidates"}),
-        ("dart", {"CANDIDATES": "candidates", "WIDTH": "WIDTH", "HEIGHT": "HEIGHT", "RATING": "RATING",
-                  "SEED": "SEED"}, {"TAGS": "TAGS", "PROMPT": "PROMPT"}),
-        ("diffusion", {"PROMPT": "PROMPT", "NEGATIVE_PROMPT": "NEGATIVE_PROMPT", "STEPS": "STEPS",
-                       "CFG_SCALE": "CFG_SCALE", "WIDTH": "WIDTH", "HEIGHT": "HEIGHT", "SEED": "SEED",
-                       "NUM_IMAGES": "NUM_IMAGES", "SCHEDULER": "SCHEDULER", "RATING": "RATING",
-                       "QUALITY_TAGS": "QUALITY_TAGS", "DEFAULT_NEGATIVE": "DEFAULT_NEGATIVE"},
+        ("rag", {"TEXT": "TEXT", "TOP_K": "TOP_K"}, {"CANDIDATES": "candidates"}),
+        ("dart", {"CANDIDATES": "candidates", **{name: name for name in _DART_PARAMS}},
+         {"TAGS": "TAGS", "PROMPT": "PROMPT"}),
+        ("diffusion", {"PROMPT": "PROMPT", **{p.tensor: p.tensor for p in GENERATION_PARAMS}},
          {"IMAGE": "IMAGE", "SEED_USED": "SEED_USED"}),
     ),
 )

@@ -1,4 +1,4 @@
-"""Every request limit, in one place, used by the gateway, the client and every Triton model.
+"""Every request limit, in one place (the parameters that use them are declared in sotai.params).
 
 `check_*` functions raise `InvalidInput(field, value, rule)`; nothing is clipped.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass, field, replace
 
 from sotai.errors import InvalidInput
 
@@ -144,64 +143,3 @@ def check_tags(field_name: str, tags: list[str]) -> list[str]:
     for i, tag in enumerate(tags):
         out.append(check_text(f"{field_name}[{i}]", tag, max_chars=TAG_MAX_CHARS).strip())
     return out
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Every per-request generation parameter, with the project's defaults.
-
-    The same names are used by the gateway's JSON, the client, the CLI and
-    (upper-cased) the Triton tensors.
-    """
-
-    steps: int = 20
-    cfg_scale: float = 7.0
-    width: int = 512
-    height: int = 768
-    seed: int = -1
-    negative_prompt: str = ""
-    num_images: int = 1
-    scheduler: str = "euler_a"
-    rating: str = "general"
-    quality_tags: bool = True
-    default_negative: bool = True
-
-    @classmethod
-    def from_settings(cls, settings, **overrides) -> "GenerationParams":
-        base = cls(
-            steps=settings.default_steps,
-            cfg_scale=settings.default_cfg_scale,
-            width=settings.default_width,
-            height=settings.default_height,
-        )
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-    def checked(self) -> "GenerationParams":
-        """Return a copy with every field validated (and normalised to its Python type)."""
-        return GenerationParams(
-            steps=check_int("steps", self.steps, *STEPS_RANGE),
-            cfg_scale=check_float("cfg_scale", self.cfg_scale, *CFG_RANGE),
-            width=check_size("width", self.width),
-            height=check_size("height", self.height),
-            seed=check_int("seed", self.seed, *SEED_RANGE),
-            negative_prompt=check_text(
-                "negative_prompt", self.negative_prompt, max_chars=NEGATIVE_PROMPT_MAX_CHARS, allow_empty=True
-            ),
-            num_images=check_int("num_images", self.num_images, *NUM_IMAGES_RANGE),
-            scheduler=check_choice("scheduler", self.scheduler, SCHEDULERS),
-            rating=check_choice("rating", self.rating, RATINGS),
-            quality_tags=check_bool("quality_tags", self.quality_tags),
-            default_negative=check_bool("default_negative", self.default_negative),
-        )
-
-
-@dataclass(frozen=True)
-class TagsRequest:
-    text: str = ""
-    tags: list[str] = field(default_factory=list)
-    top_k: int = 20
-
-    def checked(self) -> "TagsRequest":
-        if self.tags:
-            return TagsRequest(text=self.text, tags=check_tags("tags", list(self.tags)), top_k=self.top_k)
-        return TagsRequest(text=check_text("text", self.text), tags=[], top_k=check_int("top_k", self.top_k, *TOP_K_RANGE))

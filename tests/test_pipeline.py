@@ -10,7 +10,7 @@ from PIL import Image
 from sotai.client import GenerateRequest
 from sotai.diffusion.png import decode_png
 from sotai.contracts import ONNX_MODELS, PIPELINE_CONTRACTS
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 SCENE = "銀髪の少女が夜の桜の下で微笑んでいる"
 FAST = dict(steps=2, width=512, height=512)

@@ -22,7 +22,7 @@ import numpy as np
 
 from sotai.diffusion.components import GRAPHS
 from sotai.diffusion.tiny import tiny_unet_config
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams, infer_inputs, request_rows
 
 UNET_SIZE = (512, 512)
 UNET_BATCH = 2  # the CFG pair
@@ -106,7 +106,7 @@ def time_end_to_end(settings, repeats: int) -> tuple[float, float]:
     repo = export_profile(ExportPlan.from_settings(settings, "tiny"))
     local = SdxlGenerator(repo / "diffusion" / "1" / "components",
                           {g: OnnxRunner(repo / g / "1" / "model.onnx", providers=["CPUExecutionProvider"]) for g in GRAPHS})
-    inputs = _triton_inputs(grpc, E2E_PROMPT, E2E)
+    inputs = infer_inputs(grpc, request_rows([(E2E_PROMPT, E2E)]))
     log = settings.models_dir / "bench" / "diffusion" / "tritonserver.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log_file=log,
@@ -120,21 +120,6 @@ def time_end_to_end(settings, repeats: int) -> tuple[float, float]:
     # In-process after the server stopped, so neither run shares the cores with the other.
     local_s = _median(lambda: local(E2E_PROMPT, E2E), repeats)
     return triton_s, local_s
-
-
-def _triton_inputs(grpc, prompt: str, p: GenerationParams):
-    values = {"PROMPT": (prompt.encode(), np.object_, "BYTES"),
-              "NEGATIVE_PROMPT": (p.negative_prompt.encode(), np.object_, "BYTES"),
-              "STEPS": (p.steps, np.int32, "INT32"), "CFG_SCALE": (p.cfg_scale, np.float32, "FP32"),
-              "WIDTH": (p.width, np.int32, "INT32"), "HEIGHT": (p.height, np.int32, "INT32"),
-              "SEED": (p.seed, np.int64, "INT64"), "NUM_IMAGES": (p.num_images, np.int32, "INT32"),
-              "SCHEDULER": (p.scheduler.encode(), np.object_, "BYTES")}
-    tensors = []
-    for name, (value, dtype, wire) in values.items():
-        t = grpc.InferInput(name, [1, 1], wire)
-        t.set_data_from_numpy(np.array([[value]], dtype=dtype))
-        tensors.append(t)
-    return tensors
 
 
 def run(settings, *, repeats: int = 5, triton: bool = True) -> dict:

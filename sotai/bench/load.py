@@ -23,11 +23,11 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sotai.errors import SotaiError
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 from sotai.settings import PROJECT_ROOT, get_settings
 
 SCENES = ["銀髪の少女が夜の桜の下で微笑んでいる", "雨の街角で傘をさす制服の女の子", "海辺で夕日を眺める猫耳の少女",
@@ -118,14 +118,15 @@ def register(bench_subparsers) -> None:
 
 def input_data(params: GenerationParams, path: Path) -> Path:
     """perf_analyzer's --input-data: one entry per scene, the same parameters locust sends."""
-    entries = [{
-        "TEXT": {"content": [scene], "shape": [1]},
-        "NEGATIVE_PROMPT": {"content": [params.negative_prompt], "shape": [1]},
-        "STEPS": {"content": [params.steps], "shape": [1]}, "CFG_SCALE": {"content": [params.cfg_scale], "shape": [1]},
-        "WIDTH": {"content": [params.width], "shape": [1]}, "HEIGHT": {"content": [params.height], "shape": [1]},
-        "SEED": {"content": [i + 1], "shape": [1]}, "NUM_IMAGES": {"content": [params.num_images], "shape": [1]},
-        "SCHEDULER": {"content": [params.scheduler], "shape": [1]}, "RATING": {"content": [params.rating], "shape": [1]},
-    } for i, scene in enumerate(SCENES)]
+    from sotai.contracts import SOTAI
+    from sotai.params import tensor_values
+
+    # The ensemble's required inputs (perf_analyzer sends every input it is given data for).
+    required = [t.name for t in SOTAI.inputs if not t.optional and t.name != "TEXT"]
+    entries = []
+    for i, scene in enumerate(SCENES):
+        values = {**tensor_values(replace(params, seed=i + 1)), "TEXT": scene}
+        entries.append({name: {"content": [values[name]], "shape": [1]} for name in ("TEXT", *required)})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": entries}, ensure_ascii=False))
     return path

@@ -102,19 +102,12 @@ def small_queue_copy(src: Path, dst: Path, queue: int) -> Path:
 
 def diffusion_inputs(steps: int, seed: int, prompt: str = "1girl, night") -> list:
     """One request row for the `diffusion` model (every input [1, 1]); also used by tests/reliability."""
-    import numpy as np
     import tritonclient.grpc as grpcclient
 
-    values = {"PROMPT": prompt.encode(), "NEGATIVE_PROMPT": b"", "STEPS": np.int32(steps),
-              "CFG_SCALE": np.float32(7), "WIDTH": np.int32(512), "HEIGHT": np.int32(512), "SEED": np.int64(seed),
-              "NUM_IMAGES": np.int32(1), "SCHEDULER": b"euler_a"}
-    inputs = []
-    for name, value in values.items():
-        wire = "BYTES" if isinstance(value, bytes) else {np.int32: "INT32", np.int64: "INT64", np.float32: "FP32"}[type(value)]
-        tensor = grpcclient.InferInput(name, [1, 1], wire)
-        tensor.set_data_from_numpy(np.array([[value]], dtype=np.object_ if wire == "BYTES" else type(value)))
-        inputs.append(tensor)
-    return inputs
+    from sotai.params import GenerationParams, infer_inputs, request_rows
+
+    params = GenerationParams(steps=steps, seed=seed, width=512, height=512)
+    return infer_inputs(grpcclient, request_rows([(prompt, params)]))
 
 
 async def triton_phase(grpc_url: str, concurrency: int, seconds: float, steps: int, backoff_s: float,

@@ -27,7 +27,8 @@ from sotai.diffusion.conventions import conventions_for
 from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
 from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
 from sotai.errors import InvalidInput, MissingArtifact, StageError
-from sotai.limits import PROMPT_MAX_CHARS, GenerationParams, check_text
+from sotai.limits import PROMPT_MAX_CHARS, check_text
+from sotai.params import GenerationParams
 
 Runner = Callable[[dict], dict]  # named tensors in, named tensors out (torch, or numpy: see the module doc)
 # progress(step, total_steps, preview): step counts 1..total; preview is a small HxWx3 uint8 of image 0.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 # Mean absolute difference per pixel, in 0..255 units. The correct pipeline differs from diffusers
 # on the tiny weights by float rounding only: measured 7.1e-5 .. 9.9e-5 (euler_a / dpmpp_2m_karras,

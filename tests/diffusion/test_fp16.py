@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sotai.diffusion.components import GRAPHS, Manifest
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 # Half precision vs fp32 on the tiny weights: measured 0.035/255 (512x512, 4 steps). About 4x margin,
 # and still 3x below the smallest deviation the parity tests show failing (crop 64: 0.48).

@@ -10,7 +10,7 @@ from PIL import Image
 
 from sotai.diffusion.png import decode_png, read_png_parameters
 from sotai.errors import InvalidInput, StageError
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 FAST = GenerationParams(steps=2, width=512, height=512, seed=7, quality_tags=False, default_negative=False)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sotai.diffusion.pipeline as pipeline
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 from .reference import MAX_MEAN_ABS_DIFF, diffusers_image, mean_abs_diff
 

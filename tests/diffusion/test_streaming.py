@@ -17,7 +17,7 @@ from PIL import Image
 
 from sotai.contracts import DIFFUSION, ONNX_MODELS, ModelContract, Tensor, render_config
 from sotai.diffusion.png import read_png_parameters
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 from .test_triton_diffusion import diffusion_inputs
 

@@ -14,7 +14,8 @@ from sotai.diffusion.tensorrt import (
     activation_maxima, build_engines, engine_specs, require_builder,
 )
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import SIZE_PRESETS, GenerationParams
+from sotai.limits import SIZE_PRESETS
+from sotai.params import GenerationParams
 
 NO_TENSORRT = _tensorrt_module() is None and shutil.which("trtexec") is None
 

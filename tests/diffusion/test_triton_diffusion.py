@@ -7,32 +7,18 @@ import numpy as np
 import pytest
 
 from sotai.diffusion.png import decode_png, read_png_parameters
-from sotai.limits import GenerationParams
+from sotai.params import PARAMS_BY_TENSOR, GenerationParams, infer_inputs, request_rows
 
 from .reference import MAX_MEAN_ABS_DIFF, diffusers_image, mean_abs_diff
 
 
-def diffusion_inputs(module, prompt: str, rows: list[GenerationParams]):
-    """One request with len(rows) batch rows, each [1] per input as in the model's config."""
-
-    def tensor(name, dtype, values):
-        arr = np.array(values, dtype=dtype).reshape(len(rows), 1)
-        wire = "BYTES" if dtype is np.object_ else {np.int32: "INT32", np.int64: "INT64", np.float32: "FP32"}[dtype]
-        t = module.InferInput(name, list(arr.shape), wire)
-        t.set_data_from_numpy(arr)
-        return t
-
-    return [
-        tensor("PROMPT", np.object_, [prompt.encode()] * len(rows)),
-        tensor("NEGATIVE_PROMPT", np.object_, [r.negative_prompt.encode() for r in rows]),
-        tensor("STEPS", np.int32, [r.steps for r in rows]),
-        tensor("CFG_SCALE", np.float32, [r.cfg_scale for r in rows]),
-        tensor("WIDTH", np.int32, [r.width for r in rows]),
-        tensor("HEIGHT", np.int32, [r.height for r in rows]),
-        tensor("SEED", np.int64, [r.seed for r in rows]),
-        tensor("NUM_IMAGES", np.int32, [r.num_images for r in rows]),
-        tensor("SCHEDULER", np.object_, [r.scheduler.encode() for r in rows]),
-    ]
+def diffusion_inputs(module, prompt: str, rows: list[GenerationParams], *, optional: bool = False):
+    """One request with len(rows) batch rows, each [1] per input as in the model's config; without
+    `optional`, only the inputs every repository has had (as an older client sends them)."""
+    arrays = request_rows([(prompt, r) for r in rows])
+    if not optional:
+        arrays = {k: v for k, v in arrays.items() if k not in PARAMS_BY_TENSOR or not PARAMS_BY_TENSOR[k].optional}
+    return infer_inputs(module, arrays)
 
 
 @pytest.fixture(scope="module")

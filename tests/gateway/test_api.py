@@ -12,7 +12,7 @@ from PIL import Image
 
 from sotai.errors import InvalidInput
 from sotai.gateway import create_app
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 from sotai.serving.server import free_port
 
 SCENE = "銀髪の少女が夜の桜の下で微笑んでいる"

@@ -12,7 +12,7 @@ from PIL import Image
 from sotai.client import AsyncSotaiClient, GenerateRequest, SotaiClient, TritonUnavailable
 from sotai.client.errors import invalid_input_from
 from sotai.errors import InvalidInput
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 
 SCENE = "銀髪の少女が夜の桜の下で微笑んでいる"
 FAST = GenerationParams(steps=2, width=512, height=512, seed=77)

@@ -10,7 +10,7 @@ import sys
 import time
 
 from sotai.contracts import SOTAI
-from sotai.limits import GenerationParams
+from sotai.params import GenerationParams
 from sotai.bench.load import MemoryWatch, input_data, percentile
 
 

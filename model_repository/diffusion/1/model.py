@@ -1,16 +1,10 @@
 """Triton Python-backend adapter for the diffusion stage (BLS; thin: the loop is `sotai.diffusion.SdxlGenerator`).
 
-Inputs (max_batch_size 8; every row of every request is handled, one after the other):
-  PROMPT           TYPE_STRING [1]  tags, comma-separated (Animagine's quality/rating tags are added)
-  NEGATIVE_PROMPT  TYPE_STRING [1]  "" = only Animagine's default negative prompt
-  STEPS            TYPE_INT32  [1]  1..100
-  CFG_SCALE        TYPE_FP32   [1]  0..30 (<= 1: no classifier-free guidance)
-  WIDTH, HEIGHT    TYPE_INT32  [1]  multiples of 32 in 512..2048 (sotai.limits)
-  SEED             TYPE_INT64  [1]  -1 = random
-  NUM_IMAGES       TYPE_INT32  [1]  1..8
-  SCHEDULER        TYPE_STRING [1]  euler_a | euler | dpmpp_2m_karras
-  optional: RATING TYPE_STRING [1] (default general), QUALITY_TAGS TYPE_BOOL [1] and
-            DEFAULT_NEGATIVE TYPE_BOOL [1] (default true): Animagine's prompt defaults
+Inputs (max_batch_size 8; every row of every request is handled, one after the other): PROMPT
+  (TYPE_STRING [1], tags, comma-separated; the model's quality/rating tags are added), then one [1]
+  input per generation parameter as declared in `sotai.params.GENERATION_PARAMS` (NEGATIVE_PROMPT,
+  STEPS, CFG_SCALE, WIDTH, HEIGHT, SEED, NUM_IMAGES, SCHEDULER; optional ones take their declared
+  default when absent). The config is rendered from the same table (sotai.contracts).
 Outputs:
   IMAGE            TYPE_STRING [-1] one PNG per image (A1111 `parameters` chunk); in a batch whose rows
                                     ask for different NUM_IMAGES, shorter rows are padded with b""
@@ -41,16 +35,9 @@ import triton_python_backend_utils as pb_utils
 from sotai.diffusion import GenerationResult, SdxlGenerator, required_outputs
 from sotai.diffusion.components import COMPONENTS_DIR, GRAPHS, Manifest
 from sotai.errors import InvalidInput, SotaiError, StageError
-from sotai.limits import GenerationParams, decode_utf8
+from sotai.limits import decode_utf8
+from sotai.params import PARAMS_BY_TENSOR, GenerationParams, params_from_row
 from sotai.serving.control import ControlFlags, DeadlineExceeded, RequestCancelled, control_dir, stop_check
-
-# Triton input -> GenerationParams field (all [1] per row).
-_PARAMS = {"STEPS": "steps", "CFG_SCALE": "cfg_scale", "WIDTH": "width", "HEIGHT": "height", "SEED": "seed",
-           "NUM_IMAGES": "num_images", "SCHEDULER": "scheduler", "NEGATIVE_PROMPT": "negative_prompt",
-           "RATING": "rating", "QUALITY_TAGS": "quality_tags", "DEFAULT_NEGATIVE": "default_negative"}
-_STRINGS = {"SCHEDULER", "NEGATIVE_PROMPT", "RATING"}
-_OPTIONAL = {"RATING", "QUALITY_TAGS", "DEFAULT_NEGATIVE"}
-
 
 def bls_runner(model_name: str, output_names: list[str], device: "torch.device"):
     """A runner for SdxlGenerator that calls a Triton model by BLS, torch tensors in and out by DLPack.
@@ -179,27 +166,16 @@ class TritonPythonModel:
                 raise
 
     def _decode(self, request) -> list[tuple[str, GenerationParams]]:
-        def column(name):
+        """(prompt, checked parameters) per batch row; the inputs are those declared in sotai.params."""
+        columns = {}
+        for name in ("PROMPT", *PARAMS_BY_TENSOR):
             tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                if name in _OPTIONAL:
-                    return None
-                raise InvalidInput(name, None, "is a required input")
-            return tensor.as_numpy().reshape(-1)
-
-        prompts = column("PROMPT")
-        columns = {name: column(name) for name in _PARAMS}
-        rows = []
-        for i in range(len(prompts)):
-            values = {}
-            for name, field in _PARAMS.items():
-                col = columns[name]
-                if col is None:
-                    continue
-                value = col[i]
-                values[field] = decode_utf8(name, value) if name in _STRINGS else value.item()
-            rows.append((decode_utf8("PROMPT", prompts[i]), GenerationParams(**values).checked()))
-        return rows
+            columns[name] = None if tensor is None else tensor.as_numpy().reshape(-1)
+        if columns["PROMPT"] is None:
+            raise InvalidInput("PROMPT", None, "is a required input")
+        return [(decode_utf8("PROMPT", prompt),
+                 params_from_row(lambda name: None if columns[name] is None else columns[name][i]))
+                for i, prompt in enumerate(columns["PROMPT"])]
 
     def finalize(self):
         self.generator = None

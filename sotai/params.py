@@ -1,0 +1,230 @@
+"""Every generation parameter, declared once as data (as optimum declares an export config).
+
+A `Param` says what a parameter is: its kind and limit, its default (or the setting that gives the
+server's default), whether a Triton model may lack its input, and its help text. Everything else is
+derived from the table, never written again by hand:
+
+- `GenerationParams` (the dataclass the pipeline reads) and its `checked()` (sotai.limits' checks,
+  one message per limit, the same on every surface);
+- the Triton input tensors (`Param.tensor`, `Param.dtype`; sotai.contracts builds the `diffusion`,
+  `diffusion_stream` and `sotai` configs from them);
+- the request rows a client sends (`tensor_values`, `request_rows`) and the rows an adapter reads back
+  (`params_from_row`);
+- the gateway's pydantic fields and OpenAPI limits (`Param.json_schema`), and its error words;
+- the CLI flags (`add_cli_flags`, `params_from_cli`).
+
+Adding a parameter is one entry here, the code that uses its value, and its tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sotai import limits as L
+from sotai.errors import InvalidInput
+
+Kind = Literal["int", "float", "size", "choice", "text", "bool"]
+
+# Triton dtype of each kind (an entry may override it, e.g. SEED is INT64).
+_DTYPES = {"int": "INT32", "size": "INT32", "float": "FP32", "choice": "STRING", "text": "STRING", "bool": "BOOL"}
+_PYTHON_TYPES = {"int": int, "size": int, "float": float, "choice": str, "text": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # the field's name in GenerationParams, JSON bodies and (dashed) CLI flags
+    kind: Kind
+    default: Any
+    help: str
+    limit: tuple = ()  # int/float: (lo, hi); choice: the choices; text: (max_chars,)
+    # A Triton model may lack the input (a repository exported before the parameter existed); the
+    # adapter then uses `default`. Required inputs are the ones every repository has had.
+    optional: bool = True
+    setting: str | None = None  # the Settings field with the server's (profile's) default
+    dtype: str | None = None  # Triton dtype, when not the kind's
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    @property
+    def tensor(self) -> str:
+        return self.name.upper()
+
+    @property
+    def triton_dtype(self) -> str:
+        return self.dtype or _DTYPES[self.kind]
+
+    @property
+    def python_type(self) -> type:
+        return _PYTHON_TYPES[self.kind]
+
+    def check(self, value: object) -> object:
+        """The value, validated and normalised to its Python type; InvalidInput names the field and the limit."""
+        if self.kind == "int":
+            return L.check_int(self.name, value, *self.limit)
+        if self.kind == "float":
+            return L.check_float(self.name, value, *self.limit)
+        if self.kind == "size":
+            return L.check_size(self.name, value)
+        if self.kind == "choice":
+            return L.check_choice(self.name, value, self.limit)
+        if self.kind == "bool":
+            return L.check_bool(self.name, value)
+        return L.check_text(self.name, value, max_chars=self.limit[0], allow_empty=True)
+
+    @property
+    def rule(self) -> str:
+        """The limit in words, for help texts and descriptions."""
+        if self.kind in ("int", "float"):
+            return f"{self.limit[0]}..{self.limit[1]}"
+        if self.kind == "size":
+            return f"multiple of {L.SIZE_MULTIPLE} in {L.SIZE_RANGE[0]}..{L.SIZE_RANGE[1]}"
+        if self.kind == "choice":
+            return " | ".join(self.limit)
+        if self.kind == "text":
+            return f"at most {self.limit[0]} characters"
+        return "true | false"
+
+    def json_schema(self) -> dict:
+        """OpenAPI limits of the field (documented; sotai.limits enforces them)."""
+        if self.kind in ("int", "float"):
+            return {"minimum": self.limit[0], "maximum": self.limit[1]}
+        if self.kind == "size":
+            return {"minimum": L.SIZE_RANGE[0], "maximum": L.SIZE_RANGE[1], "multipleOf": L.SIZE_MULTIPLE}
+        if self.kind == "choice":
+            return {"enum": list(self.limit)}
+        if self.kind == "text":
+            return {"maxLength": self.limit[0]}
+        return {}
+
+    def description(self) -> str:
+        default = f"default {self.setting.upper()}" if self.setting else f"default {self.default!r}"
+        return f"{self.help} ({self.rule}; {default})"
+
+    def from_tensor(self, value: object) -> object:
+        """One element of a Triton input (numpy scalar or bytes) as the Python value (unchecked)."""
+        if self.triton_dtype == "STRING":
+            return L.decode_utf8(self.tensor, value)
+        return value.item() if hasattr(value, "item") else value
+
+
+GENERATION_PARAMS: tuple[Param, ...] = (
+    Param("negative_prompt", "text", "", "what the picture must not show; Animagine's default negative "
+          "prompt is added unless default_negative is false", (L.NEGATIVE_PROMPT_MAX_CHARS,), optional=False),
+    Param("steps", "int", 20, "denoising steps", L.STEPS_RANGE, optional=False, setting="default_steps"),
+    Param("cfg_scale", "float", 7.0, "classifier-free guidance scale (<= 1: none)", L.CFG_RANGE, optional=False,
+          setting="default_cfg_scale"),
+    Param("width", "size", 512, "image width in pixels", optional=False, setting="default_width"),
+    Param("height", "size", 768, "image height in pixels", optional=False, setting="default_height"),
+    Param("seed", "int", -1, "-1 = random; the seed used is returned", L.SEED_RANGE, optional=False, dtype="INT64"),
+    Param("num_images", "int", 1, "images per request", L.NUM_IMAGES_RANGE, optional=False),
+    Param("scheduler", "choice", "euler_a", "sampler", L.SCHEDULERS, optional=False),
+    Param("rating", "choice", "general", "content rating: Dart's tags and the model's rating tags", L.RATINGS),
+    Param("quality_tags", "bool", True, "add the model's quality and rating tags"),
+    Param("default_negative", "bool", True, "add the model's default negative prompt"),
+)
+
+PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in GENERATION_PARAMS}
+PARAMS_BY_TENSOR: dict[str, Param] = {p.tensor: p for p in GENERATION_PARAMS}
+
+
+def _checked(self) -> "GenerationParams":
+    """A copy with every field validated (and normalised to its Python type)."""
+    return type(self)(**{p.name: p.check(getattr(self, p.name)) for p in GENERATION_PARAMS})
+
+
+def _from_settings(cls, settings, **overrides) -> "GenerationParams":
+    """The server's defaults (the profile's steps, size, CFG), then every override that is not None."""
+    base = {p.name: getattr(settings, p.setting) for p in GENERATION_PARAMS if p.setting}
+    return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+GenerationParams = dataclasses.make_dataclass(
+    "GenerationParams",
+    [(p.name, p.python_type, dataclasses.field(default=p.default)) for p in GENERATION_PARAMS],
+    frozen=True,
+    namespace={"checked": _checked, "from_settings": classmethod(_from_settings),
+               "__doc__": "Every per-request generation parameter (declared in sotai.params.GENERATION_PARAMS), "
+                          "with the project's defaults. Unchecked until `checked()`."},
+)
+GenerationParams.__module__ = __name__  # make_dataclass's `module=` is Python 3.12+
+
+
+# -- Triton rows -----------------------------------------------------------------------------------
+
+def tensor_values(params: "GenerationParams") -> dict[str, object]:
+    """{tensor name: value} of every parameter of one request row."""
+    return {p.tensor: getattr(params, p.name) for p in GENERATION_PARAMS}
+
+
+def tensor_defaults() -> dict[str, object]:
+    """Values a model without the optional input behaves as if it had been sent."""
+    return {p.tensor: p.default for p in GENERATION_PARAMS if p.optional}
+
+
+def params_from_row(read) -> "GenerationParams":
+    """GenerationParams from one row of a request, checked. `read(tensor_name)` returns that row's element,
+    or None when the request lacks the input (an optional input then takes its default)."""
+    values = {}
+    for p in GENERATION_PARAMS:
+        value = read(p.tensor)
+        if value is None:
+            if not p.optional:
+                raise InvalidInput(p.tensor, None, "is a required input")
+            continue
+        values[p.name] = p.from_tensor(value)
+    return GenerationParams(**values).checked()
+
+
+def request_rows(rows: list[tuple[str, "GenerationParams"]]) -> dict[str, "np.ndarray"]:
+    """numpy arrays [len(rows), 1] of PROMPT and every parameter, for a batched `diffusion` request."""
+    import numpy as np
+
+    from sotai.contracts import Tensor
+
+    arrays = {"PROMPT": np.array([[prompt.encode("utf-8")] for prompt, _ in rows], dtype=np.object_)}
+    for p in GENERATION_PARAMS:
+        dtype = Tensor(p.tensor, p.triton_dtype).numpy_dtype
+        column = [getattr(params, p.name) for _, params in rows]
+        if dtype is np.object_:
+            column = [v.encode("utf-8") if isinstance(v, str) else v for v in column]
+        arrays[p.tensor] = np.array(column, dtype=dtype).reshape(len(rows), 1)
+    return arrays
+
+
+def infer_inputs(module, arrays: dict[str, "np.ndarray"]) -> list:
+    """tritonclient InferInputs (module: tritonclient.grpc or .http) for named numpy arrays."""
+    import numpy as np
+
+    inputs = []
+    for name, arr in arrays.items():
+        wire = "BYTES" if arr.dtype == np.object_ else {np.dtype(np.bool_): "BOOL"}.get(arr.dtype, str(arr.dtype).upper())
+        wire = {"FLOAT32": "FP32", "FLOAT16": "FP16"}.get(wire, wire)
+        tensor = module.InferInput(name, list(arr.shape), wire)
+        tensor.set_data_from_numpy(arr)
+        inputs.append(tensor)
+    return inputs
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+def add_cli_flags(parser, settings) -> None:
+    """One flag per parameter: `--cfg-scale`, and `--no-quality-tags` for a parameter that defaults to true."""
+    for p in GENERATION_PARAMS:
+        flag = "--" + p.name.replace("_", "-")
+        default = getattr(settings, p.setting) if p.setting else p.default
+        if p.kind == "bool":
+            if p.default:
+                parser.add_argument("--no-" + p.name.replace("_", "-"), dest=p.name, action="store_false",
+                                    help=f"do not {p.help}")
+            else:
+                parser.add_argument(flag, dest=p.name, action="store_true", help=p.help)
+            continue
+        kwargs = {"choices": p.limit} if p.kind == "choice" else {}
+        parser.add_argument(flag, dest=p.name, type=p.python_type, default=default,
+                            help=f"{p.help} ({p.rule}; default {default!r})", **kwargs)
+
+
+def params_from_cli(args, **overrides) -> "GenerationParams":
+    return GenerationParams(**{**{p.name: getattr(args, p.name) for p in GENERATION_PARAMS}, **overrides})
