@@ -155,3 +155,11 @@ def test_weight_one_paints_the_plain_prompts_pixels_and_another_weight_does_not(
     np.testing.assert_array_equal(pixels("1girl, (silver hair:1.0)"), plain)
     # Measured on the tiny model: 0.24 (a quarter of the values moved); an added tag moves 1.1.
     assert np.abs(pixels("1girl, (silver hair:1.5)") - plain).mean() > 0.1
+
+
+def test_a_prompt_sent_as_is_reports_its_tags_plain_with_their_weights():
+    from client.plans import prompt_tags
+
+    tags = prompt_tags("1girl, (silver hair, red eyes:1.2), yuuki \\(sao\\)")
+    assert [(t["tag"], t.get("weight", 1.0)) for t in tags] == [
+        ("1girl", 1.0), ("silver hair", 1.2), ("red eyes", 1.2), ("yuuki (sao)", 1.0)]
