@@ -160,7 +160,7 @@ class WeightedTag:
     weight: float  # the weight of its first character (a tag's words normally share one)
 
 
-def item_tags(item: str) -> list[WeightedTag]:
+def item_tags(item: str, field: str = "prompt") -> list[WeightedTag]:
     """The plain tags in one prompt item: `(silver hair, red eyes:1.2)` -> silver hair 1.2, red eyes 1.2."""
     tags, chars, weight = [], [], None
 
@@ -171,7 +171,7 @@ def item_tags(item: str) -> list[WeightedTag]:
             tags.append(WeightedTag(tag, 1.0 if weight is None else weight))
         chars, weight = [], None
 
-    for text, w in parse_attention(item):
+    for text, w in parse_attention(item, field):
         if is_break(text, w):
             end()
             continue

@@ -27,13 +27,13 @@ def _split_tags(text: str) -> list[str]:
     return split_top_level(text)
 
 
-def _join_unique(*groups) -> str:
+def _join_unique(*groups, field: str = "prompt") -> str:
     """Items in order, an item whose tags are all already there left out (so `(masterpiece:1.2)`
     keeps the default `masterpiece` from being added a second time)."""
     seen, out = set(), []
     for group in groups:
         for item in group:
-            keys = {t.tag.lower() for t in item_tags(item)} or {item.lower()}
+            keys = {t.tag.lower() for t in item_tags(item, field)} or {item.lower()}
             if not keys <= seen:
                 seen |= keys
                 out.append(item)
@@ -52,7 +52,8 @@ def animagine_prompts(prompt: str, negative_prompt: str, *, rating: str, quality
         prompt = _join_unique(_split_tags(prompt), rating_tags, conventions.quality_tags)
     if default_negative:
         defaults = [t for t in _split_tags(conventions.default_negative) if t not in rating_tags]
-        negative_prompt = _join_unique(_split_tags(negative_prompt), defaults) if negative_prompt.strip() else ", ".join(defaults)
+        negative_prompt = (_join_unique(_split_tags(negative_prompt), defaults, field="negative_prompt")
+                           if negative_prompt.strip() else ", ".join(defaults))
     return prompt, negative_prompt
 
 

@@ -163,3 +163,11 @@ def test_a_prompt_sent_as_is_reports_its_tags_plain_with_their_weights():
     tags = prompt_tags("1girl, (silver hair, red eyes:1.2), yuuki \\(sao\\)")
     assert [(t["tag"], t.get("weight", 1.0)) for t in tags] == [
         ("1girl", 1.0), ("silver hair", 1.2), ("red eyes", 1.2), ("yuuki (sao)", 1.0)]
+
+
+@pytest.mark.parametrize("default_negative", [True, False])
+def test_the_generator_refuses_a_bad_weight_naming_the_field(generator, default_negative):
+    p = GenerationParams(**{**PIXELS.__dict__, "negative_prompt": "(lowres:1..2)", "default_negative": default_negative})
+    with pytest.raises(InvalidInput, match="must be a number") as err:
+        generator("1girl", p)
+    assert err.value.field == "negative_prompt"
