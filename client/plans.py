@@ -25,6 +25,7 @@ from typing import Generator
 
 import numpy as np
 
+from sotai.diffusion.emphasis import item_tags, split_top_level
 from sotai.params import GenerationParams, tensor_defaults, tensor_values
 
 from .catalog import Catalog
@@ -70,6 +71,14 @@ def candidates_from_tags(tags: tuple[str, ...]) -> str:
     return json.dumps({"candidates": [
         {"tag": t, "score": 1.0, "category": "general", "reason": {**USER_REASON, "span": t}} for t in tags
     ]}, ensure_ascii=False)
+
+
+def prompt_tags(prompt: str) -> list[dict]:
+    """The tags of a prompt given as is, for the reply: plain, with the weight A1111's syntax gives
+    them (a group like `(silver hair, red eyes:1.2)` is two tags, not split at its comma)."""
+    return [{"tag": t.tag, "score": 1.0, "category": "general", "reason": dict(PROMPT_REASON),
+             **({"weight": t.weight} if t.weight != 1.0 else {})}
+            for item in split_top_level(prompt) for t in item_tags(item)]
 
 
 def _string(out: dict[str, np.ndarray], name: str) -> str:
@@ -119,8 +128,7 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
                               images=_images(out), seed=int(out["SEED_USED"].reshape(-1)[0]), route="sotai")
 
     if request.prompt:
-        tags = TagsResult(tags=[{"tag": t.strip(), "score": 1.0, "category": "general", "reason": dict(PROMPT_REASON)}
-                                for t in request.prompt.split(",") if t.strip()], prompt=request.prompt)
+        tags = TagsResult(tags=prompt_tags(request.prompt), prompt=request.prompt)
     else:
         route += ["dart"] if request.tags else ["rag", "dart"]
         tags = yield from tags_plan(request, catalog, progress)

@@ -80,3 +80,15 @@ def test_animagine_defaults_can_be_turned_off_through_the_ensemble(client):
     assert "masterpiece, best quality" in on_text
     assert "masterpiece" not in off_text
     assert pixel_diff(on.images[0], off.images[0]) > 0.1
+
+
+def test_weighted_tags_go_to_dart_plain_and_reach_the_painter_weighted(client):
+    tags = ("1girl", "(silver_hair, red_eyes:1.2)", "[night]")
+    result = client.generate(GenerateRequest(tags=tags, params=GenerationParams(seed=9, quality_tags=False, **FAST)))
+    assert result.route == "dart > diffusion"
+    plain = {t["tag"] for t in result.tags}
+    assert {"silver hair", "red eyes", "night"} <= plain
+    assert not any(":1.2" in t or "(silver" in t or "[night" in t for t in plain)  # Dart saw them plain
+    assert "(silver hair, red eyes:1.2)" in result.prompt and "[night]" in result.prompt
+    painted = Image.open(io.BytesIO(result.images[0])).text["parameters"]
+    assert painted.startswith(result.prompt)  # the painter got the weighted prompt

@@ -14,7 +14,8 @@ from sotai.dart.prompt import (
 )
 from sotai.dart.sampling import DartSampling, RowSampler, ban_pattern
 from sotai.dart.session import OnnxDecoder
-from sotai.dart.vocab import EOS, GENERAL_END, PAD, normalize_tag
+from sotai.dart.vocab import EOS, GENERAL_END, KAOMOJI, PAD, normalize_tag
+from sotai.diffusion import emphasis
 from sotai.errors import InvalidInput, MissingArtifact, SotaiError
 from sotai.limits import CANDIDATES_MAX, RATINGS, TAG_MAX_CHARS, check_choice, check_size, check_text
 from sotai.rag import conflicts
@@ -175,14 +176,38 @@ class TagCompleter:
             score = c.get("score", 1.0)
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
                 raise InvalidInput(f"candidates[{i}].score", score, "must be a finite number")
-            if name in seen:
-                continue  # a duplicate adds nothing; the first (best-ranked) one stays
-            seen.add(name)
             reason = c.get("reason", {"span": "", "signal": "user"})
-            if name not in self.vocab:
-                reason = {**reason, "dart": NOT_IN_VOCAB} if isinstance(reason, dict) else {"given": reason, "dart": NOT_IN_VOCAB}
-            out.append({"tag": name, "category": category, "score": float(score), "reason": reason})
+            for name, extra in self._weighted(name, c["tag"], reason, f"candidates[{i}].tag"):
+                if name in seen:
+                    continue  # a duplicate adds nothing; the first (best-ranked) one stays
+                seen.add(name)
+                why = reason
+                if name not in self.vocab:
+                    why = {**reason, "dart": NOT_IN_VOCAB} if isinstance(reason, dict) else {"given": reason, "dart": NOT_IN_VOCAB}
+                out.append({"tag": name, "category": category, "score": float(score), "reason": why, **extra})
         return out
+
+    def _weighted(self, name: str, given: str, reason: object, field: str) -> list[tuple[str, dict]]:
+        """A user's tag in A1111's emphasis syntax -> its plain tags (what Dart reads), each with
+        its `weight` and the `group` text the final prompt writes back, once, where the group's
+        first tag lands. `(silver_hair, red_eyes:1.2)` -> silver hair, red eyes, one group.
+
+        Only a user's own tags are read so (RAG's are Danbooru names, `yuuki (sao)` among them),
+        and not one that is a tag of Dart's vocabulary as written."""
+        user = not isinstance(reason, dict) or reason.get("signal", "user") == "user"
+        if not user or name in self.vocab or not emphasis.has_emphasis(given):
+            return [(name, {})]
+        out = []
+        for item in emphasis.split_top_level(given):
+            pieces = emphasis.parse_attention(item, field)
+            members = [(normalize_tag(t.tag), t.weight) for t in emphasis.item_tags(item)]
+            if all(w == 1.0 for _, w in pieces):  # escapes only: plain tags, escaped again when joined
+                out += [(m, {}) for m, _ in members]
+                continue
+            kaomoji = any(m in KAOMOJI for m, _ in members)
+            group = " ".join(item.split()) if kaomoji else normalize_tag(item)
+            out += [(m, {"weight": w, "group": group}) for m, w in members]
+        return out or [(name, {})]
 
     def _generate(self, batch: list[_Prepared]) -> list[list[tuple[int, float]]]:
         samplers = [RowSampler(p.sampling, p.seed, self._blocked_for(p.sampling.ban_tags), self.end_ids,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sotai.dart.vocab import (
     BOS, CHARACTER_END, CHARACTER_START, COPYRIGHT_END, COPYRIGHT_START, GENERAL_START, INPUT_END, PEOPLE_TAGS,
 )
+from sotai.diffusion.emphasis import escape
 
 # Danbooru's numeric categories (danbooru_tags.csv) and the names used across the project.
 CATEGORY_NAMES = {0: "general", 1: "artist", 3: "copyright", 4: "character", 5: "meta"}
@@ -83,4 +84,15 @@ def animagine_order(tags: list[dict]) -> list[dict]:
 
 
 def join_prompt(tags: list[dict]) -> str:
-    return ", ".join(t["tag"] for t in tags)
+    """The tags as the SDXL prompt, in A1111's syntax: a user's weighted `group` written back as the
+    user wrote it (once, where its first tag stands), every other tag escaped, so that
+    `yuuki (sao)` stays the tag and does not become a weight."""
+    out, written = [], set()
+    for t in tags:
+        group = t.get("group")
+        if group is None:
+            out.append(escape(t["tag"]))
+        elif group not in written:
+            written.add(group)
+            out.append(group)
+    return ", ".join(out)

@@ -24,7 +24,9 @@ from sotai.diffusion.components import GRAPHS, Manifest
 from sotai.diffusion.png import PngParameters, encode_png
 from sotai.diffusion.preview import latent_preview
 from sotai.diffusion.conventions import conventions_for
-from sotai.diffusion.prompting import animagine_prompts, pad_chunks, token_chunks
+from sotai.diffusion.prompting import (
+    animagine_prompts, emphasize, pad_chunks, pad_multipliers, token_chunks, unweighted, weighted_chunks,
+)
 from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
 from sotai.errors import InvalidInput, MissingArtifact, StageError
 from sotai.limits import PROMPT_MAX_CHARS, check_text
@@ -230,19 +232,24 @@ class SdxlGenerator:
             texts.append(negative or "")
         hidden_names = (self.manifest.text_encoder_hidden, self.manifest.text_encoder_2_hidden)
         fields = ("prompt", "negative_prompt")
-        per_encoder = [[token_chunks(tok, t, field) for t, field in zip(texts, fields)] for tok in self.tokenizers]
-        n_chunks = max(len(r) for rows in per_encoder for r in rows)
+        # (input_ids, multipliers) per encoder and text: A1111's emphasis weights each token.
+        per_encoder = [[self._chunks(tok, t, field) for t, field in zip(texts, fields)] for tok in self.tokenizers]
+        n_chunks = max(len(ids) for rows in per_encoder for ids, _ in rows)
         if self.engine_limits is not None and n_chunks > self.engine_limits.max_chunks:
             body = self.tokenizers[0].model_max_length - 2
-            field = next(f for rows in per_encoder for r, f in zip(rows, fields) if len(r) == n_chunks)
+            field = next(f for rows in per_encoder for (r, _), f in zip(rows, fields) if len(r) == n_chunks)
             raise InvalidInput(field, f"<{n_chunks} chunks of {body} tokens>",
                                f"must be at most {self.engine_limits.max_chunks * body} CLIP tokens with this "
                                "repository's TensorRT engines")
         encoded, pooled = [], None
         for graph, tokenizer, hidden, rows in zip(("text_encoder", "text_encoder_2"), self.tokenizers, hidden_names, per_encoder):
-            ids = torch.from_numpy(np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r in rows])).to(self.device)
+            ids = torch.from_numpy(np.concatenate([pad_chunks(tokenizer, r, n_chunks) for r, _ in rows])).to(self.device)
+            multipliers = torch.from_numpy(np.concatenate([pad_multipliers(m, n_chunks) for _, m in rows])).to(self.device)
             out = self._run(graph, {"input_ids": ids})
-            states = out[hidden].reshape(len(texts), n_chunks * ids.shape[1], -1)  # chunks along the sequence
+            # Each chunk weighted and its mean restored on its own, as A1111 encodes chunk by chunk;
+            # the pooled output below stays the encoder's own (A1111 does not weight it either).
+            states = emphasize(out[hidden], multipliers)
+            states = states.reshape(len(texts), n_chunks * ids.shape[1], -1)  # chunks along the sequence
             encoded.append(states)
             if graph == "text_encoder_2":
                 # The pooled output of each text's first chunk (its start, as A1111 does for long prompts).
@@ -254,6 +261,15 @@ class SdxlGenerator:
         elif do_cfg:
             embeds, pooled = embeds.flip(0), pooled.flip(0)  # negative first, as diffusers concatenates
         return embeds.to(self.float_dtype).contiguous(), pooled.to(self.float_dtype).contiguous()
+
+    @staticmethod
+    def _chunks(tokenizer, text: str, field: str):
+        """(input_ids, multipliers) of one text; an unweighted one is chunked exactly as a plain prompt."""
+        plain = unweighted(text, field)
+        if plain is None:
+            return weighted_chunks(tokenizer, text, field)
+        ids = token_chunks(tokenizer, plain, field)
+        return ids, np.ones(ids.shape, dtype=np.float32)
 
     def prepare_latents(self, num_images: int, height: int, width: int, generator) -> "torch.Tensor":
         import torch

@@ -4,6 +4,9 @@ The quality tags, rating tags and default negative prompt come from the served m
 `sotai.diffusion.conventions` (Animagine XL 3.0: `masterpiece, best quality`, `rating: general` ...).
 `GenerationParams.quality_tags=False` leaves the prompt exactly as given (no quality or rating tags);
 `default_negative=False` uses only the request's negative prompt.
+
+A1111's emphasis syntax (`(tag:1.2)`, `[tag]`, `BREAK`: `sotai.diffusion.emphasis`) gives each token
+a multiplier (`weighted_chunks`), applied to each encoder's hidden states by `emphasize`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sotai.diffusion.conventions import ANIMAGINE_XL_30, PromptConventions
+from sotai.diffusion.emphasis import is_break, item_tags, parse_attention, split_top_level
 from sotai.errors import InvalidInput
 
 # Prompts may span this many 77-token chunks: 40 x 75 = 3000 CLIP tokens, what PROMPT_MAX_CHARS
@@ -19,17 +23,20 @@ from sotai.errors import InvalidInput
 MAX_PROMPT_CHUNKS = 40
 
 def _split_tags(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    # Bracket-aware: `(silver hair, red eyes:1.2)` stays one item, its weight with it.
+    return split_top_level(text)
 
 
-def _join_unique(*groups) -> str:
+def _join_unique(*groups, field: str = "prompt") -> str:
+    """Items in order, an item whose tags are all already there left out (so `(masterpiece:1.2)`
+    keeps the default `masterpiece` from being added a second time)."""
     seen, out = set(), []
     for group in groups:
-        for tag in group:
-            key = tag.lower()
-            if key not in seen:
-                seen.add(key)
-                out.append(tag)
+        for item in group:
+            keys = {t.tag.lower() for t in item_tags(item, field)} or {item.lower()}
+            if not keys <= seen:
+                seen |= keys
+                out.append(item)
     return ", ".join(out)
 
 
@@ -45,7 +52,8 @@ def animagine_prompts(prompt: str, negative_prompt: str, *, rating: str, quality
         prompt = _join_unique(_split_tags(prompt), rating_tags, conventions.quality_tags)
     if default_negative:
         defaults = [t for t in _split_tags(conventions.default_negative) if t not in rating_tags]
-        negative_prompt = _join_unique(_split_tags(negative_prompt), defaults) if negative_prompt.strip() else ", ".join(defaults)
+        negative_prompt = (_join_unique(_split_tags(negative_prompt), defaults, field="negative_prompt")
+                           if negative_prompt.strip() else ", ".join(defaults))
     return prompt, negative_prompt
 
 
@@ -79,3 +87,84 @@ def pad_chunks(tokenizer, rows: np.ndarray, n: int) -> np.ndarray:
         return rows
     empty = token_chunks(tokenizer, "")
     return np.concatenate([rows, np.repeat(empty, n - len(rows), axis=0)])
+
+
+def unweighted(text: str, field: str = "prompt") -> str | None:
+    """The text the tokens come from when no token is weighted and there is no BREAK, else None:
+    `(tag:1.0)` -> `tag`, `yuuki \\(sao\\)` -> `yuuki (sao)`."""
+    pieces = parse_attention(text, field)
+    return pieces[0][0] if len(pieces) == 1 and pieces[0][1] == 1.0 else None
+
+
+def weighted_chunks(tokenizer, text: str, field: str = "prompt") -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, multipliers), both [n_chunks, model_max_length], for a prompt in A1111's syntax.
+
+    Each piece of `parse_attention` is tokenized alone and its tokens get its weight (start, end
+    and padding tokens 1.0), as A1111 does. The rows are laid out as `token_chunks` lays them out
+    (a text without syntax gives its very rows). BREAK ends the chunk under way (an empty one too,
+    as A1111). Unlike A1111 a full chunk is not moved back to its last comma: long plain prompts
+    keep the chunking they had.
+    """
+    pieces = parse_attention(text, field)
+    length = tokenizer.model_max_length
+    body = length - 2
+    chunks: list[tuple[list[int], list[float]]] = []
+    tokens: list[int] = []
+    weights: list[float] = []
+
+    def close() -> None:
+        nonlocal tokens, weights
+        chunks.append((tokens, weights))
+        tokens, weights = [], []
+
+    for piece, weight in pieces:
+        if is_break(piece, weight):
+            close()
+            continue
+        for token in tokenizer(piece, add_special_tokens=False).input_ids if piece else ():
+            if len(tokens) == body:
+                close()
+            tokens.append(token)
+            weights.append(weight)
+        if len(chunks) > MAX_PROMPT_CHUNKS:
+            break
+    if tokens or not chunks:
+        close()
+    if len(chunks) > MAX_PROMPT_CHUNKS:
+        raise InvalidInput(field, f"<more than {MAX_PROMPT_CHUNKS} chunks>",
+                           f"must be at most {body * MAX_PROMPT_CHUNKS} CLIP tokens ({MAX_PROMPT_CHUNKS} chunks of {body})")
+    ids = np.full((len(chunks), length), tokenizer.pad_token_id, dtype=np.int64)
+    multipliers = np.ones((len(chunks), length), dtype=np.float32)
+    for row, (toks, ws) in enumerate(chunks):
+        ids[row, 0] = tokenizer.bos_token_id
+        ids[row, 1:len(toks) + 1] = toks
+        ids[row, len(toks) + 1] = tokenizer.eos_token_id
+        multipliers[row, 1:len(toks) + 1] = ws
+    return ids, multipliers
+
+
+def pad_multipliers(multipliers: np.ndarray, n: int) -> np.ndarray:
+    """The multipliers of `pad_chunks`' added rows: 1.0."""
+    if len(multipliers) >= n:
+        return multipliers
+    return np.concatenate([multipliers, np.ones((n - len(multipliers), multipliers.shape[1]), dtype=np.float32)])
+
+
+def emphasize(states, multipliers):
+    """A1111's "Original" emphasis: each chunk's hidden states [rows, seq, D] times its tokens'
+    multipliers [rows, seq], then rescaled so the chunk's mean is what it was. Rows whose
+    multipliers are all 1.0 are returned untouched (bit for bit); the work is in float32."""
+    import torch
+
+    weighted = (multipliers != 1.0).any(dim=1)
+    if not bool(weighted.any()):
+        return states
+    out = states.clone()
+    z = states[weighted].float()
+    before = z.mean(dim=(1, 2), keepdim=True)
+    z = z * multipliers[weighted].to(z.device, torch.float32).unsqueeze(-1)
+    after = z.mean(dim=(1, 2), keepdim=True)
+    # A mean of exactly 0 (every token weighted 0) has no scale to restore; A1111 would give NaN.
+    z = z * torch.where(after == 0, torch.ones_like(after), before / after)
+    out[weighted] = z.to(states.dtype)
+    return out

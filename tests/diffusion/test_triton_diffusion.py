@@ -80,3 +80,21 @@ def test_out_of_range_parameter_is_invalid_arg_naming_the_field(grpc_client):
     with pytest.raises(InferenceServerException) as err:
         grpc_client.infer("diffusion", diffusion_inputs(grpc, "1girl", [GenerationParams(**bad)]))
     assert "INVALID_ARG" in str(err.value.status()) and "steps=0" in err.value.message()
+
+
+def test_prompt_weights_through_triton(grpc_client):
+    import tritonclient.grpc as grpc
+
+    p = [GenerationParams(steps=2, width=512, height=512, seed=5, num_images=1)]
+
+    def paint(prompt):
+        result = grpc_client.infer("diffusion", diffusion_inputs(grpc, prompt, p))
+        png = result.as_numpy("IMAGE")[0][0]
+        return decode_png(png).astype(int), read_png_parameters(png)["prompt"]
+
+    plain, _ = paint("1girl, silver hair")
+    one, written = paint("1girl, (silver hair:1.0)")
+    np.testing.assert_array_equal(one, plain)  # the BLS model encodes with the same library code
+    assert written.startswith("1girl, (silver hair:1.0)")  # the PNG keeps the prompt as written, as A1111
+    heavy, _ = paint("1girl, (silver hair:1.5)")
+    assert mean_abs_diff(heavy, plain) > 0.1

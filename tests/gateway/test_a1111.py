@@ -206,6 +206,12 @@ def test_every_spelling_a1111_maps_paints_the_same(url):
     assert np.array_equal(skipped, euler_a)
 
 
+def test_a1111_prompt_weights_weight_one_paints_the_plain_prompt(url):
+    plain = pixels_of(url, webuiapi_txt2img_body())  # prompt "1girl, silver hair"
+    assert np.array_equal(pixels_of(url, webuiapi_txt2img_body(prompt="1girl, (silver hair:1.0)")), plain)
+    assert np.abs(pixels_of(url, webuiapi_txt2img_body(prompt="1girl, (silver hair:1.5)")) - plain).mean() > 0.1
+
+
 @pytest.mark.parametrize("changes, field", [
     ({"scheduler": "KARRAS"}, "scheduler"),  # A1111 maps a schedule type's name or label, exactly
     ({"scheduler": "Karras"}, "scheduler"),  # Euler a with Karras: not a combination this server has
