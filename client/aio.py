@@ -6,7 +6,6 @@ every streamed call is its own gRPC stream.
 
 from __future__ import annotations
 
-import json
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
@@ -14,9 +13,10 @@ import numpy as np
 from sotai.errors import SotaiError
 from sotai.params import GenerationParams
 
-from .catalog import Catalog, ModelInfo, pipeline_models
+from .catalog import Catalog, ModelInfo, config_kwargs, pipeline_models, repository_states
 from .errors import MapsTritonErrors, from_triton
-from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
+from .plans import (Call, Plan, StreamedOutputs, candidates_call, candidates_from, generate_plan, outputs_of,
+                    tags_plan, tags_request)
 from .sync import Deadline, Protocol, grpc_channel_args, transport
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
@@ -80,16 +80,13 @@ class AsyncSotaiClient(MapsTritonErrors):
 
     async def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
                    tags: Sequence[str] = ()) -> TagsResult:
-        request = GenerateRequest(text=text, params=params or GenerationParams(), tags=tuple(tags), top_k=top_k)
         result = None
-        async for event in self._run(tags_plan(request, await self.catalog())):
+        async for event in self._run(tags_plan(tags_request(text, params, top_k, tags), await self.catalog())):
             result = event
         return result  # type: ignore[return-value]
 
     async def candidates(self, text: str, top_k: int = 20) -> list[dict]:
-        request = GenerateRequest(text=text, top_k=top_k).checked()
-        out = await self._unary(Call("rag", {"TEXT": request.text, "TOP_K": request.top_k}))
-        return json.loads(out["CANDIDATES"].reshape(-1)[0])["candidates"]
+        return candidates_from(await self._unary(candidates_call(text, top_k)))
 
     async def is_ready(self) -> bool:
         try:
@@ -99,21 +96,18 @@ class AsyncSotaiClient(MapsTritonErrors):
 
     async def models_ready(self) -> dict[str, bool]:
         try:
-            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-            index = await self._client.get_model_repository_index(**kwargs)
+            index = await self._client.get_model_repository_index(**config_kwargs(self.protocol))
         except (self._aio.InferenceServerException, *self._transport_errors) as exc:
             raise from_triton("repository", self.url, exc) from None
-        models = index.get("models", []) if isinstance(index, dict) else index
-        return {m["name"]: m.get("state") == "READY" for m in models}
+        return repository_states(index)
 
     async def catalog(self, refresh: bool = False) -> Catalog:
         if self._catalog is None or refresh:
-            ready = await self.models_ready()
-            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
             models = {}
-            for name in pipeline_models(ready, self.url):
+            for name in pipeline_models(await self.models_ready(), self.url):
                 try:
-                    models[name] = ModelInfo.from_config(await self._client.get_model_config(name, **kwargs))
+                    models[name] = ModelInfo.from_config(
+                        await self._client.get_model_config(name, **config_kwargs(self.protocol)))
                 except (self._aio.InferenceServerException, *self._transport_errors) as exc:
                     raise from_triton(name, self.url, exc) from None
             self._catalog = Catalog(models)
@@ -154,7 +148,7 @@ class AsyncSotaiClient(MapsTritonErrors):
             result = await self._client.infer(call.model, inputs, request_id=call.request_id, timeout=micros, **kwargs)
         except (self._aio.InferenceServerException, *self._transport_errors) as exc:
             raise self._error(call.model, exc, deadline.timeout_s) from None
-        return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
+        return outputs_of(result, info.outputs)
 
     async def _streamed(self, call: Call, deadline: Deadline = Deadline(None)) -> AsyncIterator:
         if self.protocol != "grpc":
@@ -168,7 +162,7 @@ class AsyncSotaiClient(MapsTritonErrors):
 
         # The request side closes after one request; Triton ends the stream after the model's final
         # response, so the loop ends without asking for an empty final response.
-        merged: dict[str, np.ndarray] = {}
+        outputs = StreamedOutputs(call.model)
         responses = None
         finished = False
         try:
@@ -176,11 +170,9 @@ class AsyncSotaiClient(MapsTritonErrors):
             async for result, error in responses:
                 if error is not None:
                     raise self._error(call.model, error, deadline.timeout_s)
-                out = {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
-                event = progress_from(out)
+                event = outputs.add(result)
                 if event is not None:
                     yield event
-                merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
             finished = True
         except (self._aio.InferenceServerException, *self._transport_errors) as exc:
             raise self._error(call.model, exc, deadline.timeout_s) from None
@@ -189,6 +181,4 @@ class AsyncSotaiClient(MapsTritonErrors):
                 # Left early (the caller cancelled, or closed this generator): cancel the call, so Triton
                 # cancels the request and the loop stops at its next step.
                 responses.cancel()
-        if "IMAGE" not in merged:
-            raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
-        yield merged
+        yield outputs.final()

@@ -72,6 +72,17 @@ def _same(a: object, b: object) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and np.isclose(a, b))
 
 
+def config_kwargs(protocol: str) -> dict:
+    """tritonclient's gRPC client returns protobufs unless asked for JSON; its HTTP client returns JSON."""
+    return {"as_json": True} if protocol == "grpc" else {}
+
+
+def repository_states(index: dict | list) -> dict[str, bool]:
+    """Triton's repository index (either protocol's form) -> model name: READY or not."""
+    models = index.get("models", []) if isinstance(index, dict) else index
+    return {m["name"]: m.get("state") == "READY" for m in models}
+
+
 def pipeline_models(ready: dict[str, bool], url: str) -> list[str]:
     """The pipeline models to read configs of; a pipeline model still loading makes Triton unavailable.
 

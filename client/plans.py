@@ -25,6 +25,7 @@ from typing import Generator
 
 import numpy as np
 
+from sotai.errors import SotaiError
 from sotai.diffusion.emphasis import item_tags, split_top_level
 from sotai.params import GenerationParams, tensor_defaults, tensor_values
 
@@ -141,6 +142,45 @@ def generate_plan(request: GenerateRequest, catalog: Catalog, *, progress: bool,
                      request_id=request.request_id)
     return GenerateResult(tags=tags.tags, prompt=tags.prompt, images=_images(out),
                           seed=int(out["SEED_USED"].reshape(-1)[0]), route=" > ".join(route))
+
+
+def tags_request(text: str, params: GenerationParams | None, top_k: int, tags) -> GenerateRequest:
+    """The request behind `client.tags(...)` (either client)."""
+    return GenerateRequest(text=text, params=params or GenerationParams(), tags=tuple(tags), top_k=top_k)
+
+
+def candidates_call(text: str, top_k: int) -> Call:
+    """The RAG stage alone (`client.candidates`), checked as a text request is."""
+    return Call("rag", rag_values(GenerateRequest(text=text, top_k=top_k).checked()))
+
+
+def candidates_from(out: dict[str, np.ndarray]) -> list[dict]:
+    return json.loads(_string(out, "CANDIDATES"))["candidates"]
+
+
+def outputs_of(result, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A tritonclient InferResult (any protocol, sync or aio) -> {output name: array} of the outputs it has."""
+    arrays = {name: result.as_numpy(name) for name in names}
+    return {name: arr for name, arr in arrays.items() if arr is not None}
+
+
+class StreamedOutputs:
+    """The responses of a decoupled painter, merged: progress per response, then the images."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.merged: dict[str, np.ndarray] = {}
+
+    def add(self, result) -> Progress | None:
+        """One streamed InferResult -> its Progress event (None for a response without STEP)."""
+        out = {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
+        self.merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
+        return progress_from(out)
+
+    def final(self) -> dict[str, np.ndarray]:
+        if "IMAGE" not in self.merged:
+            raise SotaiError(f"{self.model}: the stream ended without an IMAGE response")
+        return self.merged
 
 
 def progress_from(out: dict[str, np.ndarray]) -> Progress | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from dataclasses import dataclass
@@ -13,9 +12,10 @@ import numpy as np
 from sotai.errors import InvalidInput, SotaiError
 from sotai.params import GenerationParams
 
-from .catalog import Catalog, ModelInfo, pipeline_models
+from .catalog import Catalog, ModelInfo, config_kwargs, pipeline_models, repository_states
 from .errors import DeadlineExceeded, MapsTritonErrors, from_triton
-from .plans import PROGRESS_OUTPUTS, Call, Plan, generate_plan, progress_from, tags_plan
+from .plans import (Call, Plan, StreamedOutputs, candidates_call, candidates_from, generate_plan, outputs_of,
+                    tags_plan, tags_request)
 from .types import GenerateRequest, GenerateResult, Progress, TagsResult
 
 Protocol = Literal["grpc", "http"]
@@ -132,15 +132,12 @@ class SotaiClient(MapsTritonErrors):
     def tags(self, text: str = "", params: GenerationParams | None = None, top_k: int = 20, *,
              tags: Sequence[str] = ()) -> TagsResult:
         """RAG then Dart (or Dart alone for given `tags`): the final tag list and prompt, without painting."""
-        request = GenerateRequest(text=text, params=params or GenerationParams(), tags=tuple(tags), top_k=top_k)
-        *_, result = run_events(tags_plan(request, self.catalog()), self._call)
+        *_, result = run_events(tags_plan(tags_request(text, params, top_k, tags), self.catalog()), self._call)
         return result
 
     def candidates(self, text: str, top_k: int = 20) -> list[dict]:
         """The RAG stage alone: tag candidates with their reasons."""
-        request = GenerateRequest(text=text, top_k=top_k).checked()
-        out = self._unary(Call("rag", {"TEXT": request.text, "TOP_K": request.top_k}))
-        return json.loads(out["CANDIDATES"].reshape(-1)[0])["candidates"]
+        return candidates_from(self._unary(candidates_call(text, top_k)))
 
     def is_ready(self) -> bool:
         try:
@@ -151,21 +148,19 @@ class SotaiClient(MapsTritonErrors):
     def models_ready(self) -> dict[str, bool]:
         """Every model in the server's repository -> READY or not (TritonUnavailable when unreachable)."""
         try:
-            index = self._client.get_model_repository_index(**({"as_json": True} if self.protocol == "grpc" else {}))
+            index = self._client.get_model_repository_index(**config_kwargs(self.protocol))
         except (self._tc.InferenceServerException, OSError) as exc:
             raise from_triton("repository", self.url, exc) from None
-        models = index.get("models", []) if isinstance(index, dict) else index
-        return {m["name"]: m.get("state") == "READY" for m in models}
+        return repository_states(index)
 
     def catalog(self, refresh: bool = False) -> Catalog:
         """The pipeline models the server serves (read once, then cached)."""
         if self._catalog is None or refresh:
-            ready = self.models_ready()
-            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
             models = {}
-            for name in pipeline_models(ready, self.url):
+            for name in pipeline_models(self.models_ready(), self.url):
                 try:
-                    models[name] = ModelInfo.from_config(self._client.get_model_config(name, **kwargs))
+                    models[name] = ModelInfo.from_config(
+                        self._client.get_model_config(name, **config_kwargs(self.protocol)))
                 except (self._tc.InferenceServerException, OSError) as exc:
                     raise from_triton(name, self.url, exc) from None
             self._catalog = Catalog(models)
@@ -187,7 +182,7 @@ class SotaiClient(MapsTritonErrors):
             result = self._client.infer(call.model, inputs, request_id=call.request_id, timeout=micros, **kwargs)
         except (self._tc.InferenceServerException, OSError) as exc:
             raise self._error(call.model, exc, deadline.timeout_s) from None
-        return {name: result.as_numpy(name) for name in info.outputs if result.as_numpy(name) is not None}
+        return outputs_of(result, info.outputs)
 
     def _streamed(self, call: Call, deadline: Deadline = Deadline(None)) -> Iterator:
         """A decoupled model over a gRPC stream: Progress per response, then the merged outputs."""
@@ -205,7 +200,7 @@ class SotaiClient(MapsTritonErrors):
                                 stream_timeout=seconds)
             client.async_stream_infer(call.model, inputs, request_id=call.request_id, timeout=micros,
                                       enable_empty_final_response=True)
-            merged: dict[str, np.ndarray] = {}
+            outputs = StreamedOutputs(call.model)
             while True:
                 try:
                     result, error = responses.get(timeout=seconds)
@@ -215,13 +210,10 @@ class SotaiClient(MapsTritonErrors):
                     raise SotaiError(f"{call.model}: no response for {self.timeout_s:.0f} s") from None
                 if error is not None:
                     raise self._error(call.model, error, deadline.timeout_s)
-                response = result.get_response()
-                out = {o.name: result.as_numpy(o.name) for o in response.outputs}
-                event = progress_from(out)
+                event = outputs.add(result)
                 if event is not None:
                     yield event
-                merged.update({k: v for k, v in out.items() if k not in PROGRESS_OUTPUTS})
-                final = response.parameters.get("triton_final_response")
+                final = result.get_response().parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
                     finished = True
                     break
@@ -229,6 +221,4 @@ class SotaiClient(MapsTritonErrors):
             # Left early (an error, Ctrl-C, the caller closed this generator): cancel, so the loop stops.
             client.stop_stream(cancel_requests=not finished)
             client.close()
-        if "IMAGE" not in merged:
-            raise SotaiError(f"{call.model}: the stream ended without an IMAGE response")
-        yield merged
+        yield outputs.final()

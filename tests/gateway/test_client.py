@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -12,6 +13,7 @@ from PIL import Image
 from sotai.client import AsyncSotaiClient, GenerateRequest, SotaiClient, TritonUnavailable
 from sotai.client.errors import invalid_input_from
 from sotai.errors import InvalidInput
+from sotai.diffusion.png import decode_png
 from sotai.params import GenerationParams
 
 SCENE = "銀髪の少女が夜の桜の下で微笑んでいる"
@@ -37,6 +39,24 @@ def test_streamed_route_reports_progress_and_paints_the_same_bytes_as_the_ensemb
     assert dart.tags == result.tags, "Dart's tags are reported before painting starts"
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and 0.0 <= fractions[0] and fractions[-1] <= 1.0
+
+
+@pytest.mark.parametrize("request_", [
+    GenerateRequest(SCENE, FAST, top_k=5),
+    GenerateRequest(SCENE, GenerationParams(steps=2, width=512, height=512, seed=9, rating="sensitive",
+                                            quality_tags=False, default_negative=False, num_images=2,
+                                            scheduler="euler", cfg_scale=1.0, negative_prompt="lowres")),
+], ids=["top_k", "every-parameter"])
+def test_the_ensemble_and_the_chain_give_the_same_outputs(client, request_):
+    """One request, two routes: the `sotai` ensemble and the client's rag -> dart -> diffusion chain (taken
+    for a request with a deadline) must agree on every output (top_k once reached rag on the chain only)."""
+    ensemble = client.generate(request_)
+    chained = client.generate(replace(request_, timeout_s=600.0))
+    assert (ensemble.route, chained.route) == ("sotai", "rag > dart > diffusion")
+    assert chained.tags == ensemble.tags and chained.prompt == ensemble.prompt
+    assert chained.seed == ensemble.seed == request_.params.seed
+    assert len(ensemble.images) == request_.params.num_images
+    assert [decode_png(i).tobytes() for i in chained.images] == [decode_png(i).tobytes() for i in ensemble.images]
 
 
 def test_diffusion_steps_stream_when_the_server_has_diffusion_stream(client):
