@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from client.catalog import Catalog, ModelInfo
-from client.plans import RAG_DEFAULT_TOP_K, Call, candidates_from_tags, generate_plan, progress_from, tags_plan
-from client.types import GenerateRequest, Progress
+from sotai.client.catalog import Catalog, ModelInfo
+from sotai.client.plans import RAG_DEFAULT_TOP_K, Call, candidates_from_tags, generate_plan, progress_from, tags_plan
+from sotai.client.types import GenerateRequest, Progress
 from sotai.contracts import PIPELINE_CONTRACTS, SOTAI, ModelContract
 from sotai.errors import InvalidInput
 from sotai.params import GENERATION_PARAMS, GenerationParams
