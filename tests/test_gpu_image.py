@@ -246,3 +246,15 @@ def test_the_image_build_checks_the_gpu_wheels_load():
     runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
     assert "'CUDAExecutionProvider' in o.get_available_providers()" in runs
     assert f"import tensorrt_bindings as t; assert t.__version__ == '{IMAGE_TENSORRT_VERSION}'" in runs
+
+
+def test_one_python_version_for_the_project_the_dev_venv_and_the_image():
+    """The lock is solved for 3.11 (numpy, torch wheels): pyproject, make and the image agree on it."""
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert re.search(r"^PYTHON\s*\?=\s*python3\.11$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
+    runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
+    assert "python3.11 -m venv $VIRTUAL_ENV" in runs
+    assert sys.version_info[:2] == (3, 11), "the tests run on the lock's Python"
