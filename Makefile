@@ -9,16 +9,11 @@ STAMP    := $(VENV)/.sotai-installed
 
 .PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export clean
 
-# torch==2.13.0 first: it resolves to the CPU wheel on this disk; an unpinned torch would pull GBs of CUDA.
-$(STAMP): requirements.lock pyproject.toml
+# The environment is docker/install_env.sh's, the script the GPU image runs too (there with --gpu):
+# torch (the lock's version; here the CPU build), requirements.lock, the --no-deps data packages.
+$(STAMP): requirements.lock pyproject.toml docker/install_env.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.lock
-	# text2tags-lib only carries the embedded tag list; its llama-cpp dependency is not used.
-	$(PY) -m pip install --quiet --no-deps text2tags-lib==0.0.7
-	# open_clip_torch only carries CLIP's BPE merges (the real CLIP tokenizers are built from them).
-	$(PY) -m pip install --quiet --no-deps open_clip_torch==3.3.0
+	bash docker/install_env.sh $(PY)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

@@ -13,8 +13,11 @@ RUN apt-get update \
 ENV VIRTUAL_ENV=/opt/sotai/venv
 ENV PATH=/opt/sotai/venv/bin:$PATH
 WORKDIR /app
-# The same script builds the dev venv; --gpu adds docker/requirements-gpu.txt (onnxruntime-gpu for
-# CUDA 12, TensorRT 10.5's Python API) and installs torch from PyTorch's CPU index (no CUDA 13 torch).
+# The same script builds the dev venv (`make venv`); --gpu adds docker/requirements-gpu.txt
+# (onnxruntime-gpu for CUDA 12, TensorRT 10.5's Python API). TORCH_INDEX_URL gives it the `+cpu` torch:
+# PyPI's torch of the lock's version is a CUDA 13 build, GBs this CUDA 12.6 image could not use.
+# A build arg, so a mirror can stand in for PyTorch's index (`--build-arg TORCH_INDEX_URL=...`).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY requirements.lock ./
 COPY docker/install_env.sh docker/requirements-gpu.txt docker/
 RUN python3.11 -m venv $VIRTUAL_ENV && bash docker/install_env.sh $VIRTUAL_ENV/bin/python --gpu

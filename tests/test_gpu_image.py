@@ -107,16 +107,96 @@ def test_the_stubs_rpath_names_the_wheels_library_folder_holding_every_bundled_l
 # -- the image's Python environment -------------------------------------------------------------------
 
 
-def test_the_image_builds_its_environment_with_the_dev_script_and_the_gpu_requirements():
-    runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
-    assert "bash docker/install_env.sh $VIRTUAL_ENV/bin/python --gpu" in runs
-    assert "pip install torch" not in runs and "onnxruntime-gpu==" not in runs  # only through the script
-    script = INSTALL_ENV.read_text()
-    assert "requirements.lock" in script and "docker/requirements-gpu.txt" in script
-    # torch: the lock's version, as the CPU build (PyPI's torch 2.13 is a CUDA 13 build).
-    torch_lock = pins(LOCK)["torch"]
-    assert f'"torch=={torch_lock}+cpu"' in script
-    assert "download.pytorch.org/whl/cpu" in script
+def _install_env_commands(*flags: str, torch_index: str | None = None) -> list[list[str]]:
+    """The pip commands docker/install_env.sh runs, from its --dry-run (nothing is installed)."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_INDEX_URL"}
+    if torch_index is not None:
+        env["TORCH_INDEX_URL"] = torch_index
+    result = subprocess.run(["bash", str(INSTALL_ENV), "/venv/bin/python", *flags, "--dry-run"],
+                            env=env, capture_output=True, text=True, timeout=30, check=True)
+    commands = [shlex.split(line) for line in result.stdout.splitlines() if line.strip()]
+    for argv in commands:
+        # into the venv it was given
+        assert argv[:4] == ["/venv/bin/python", "-m", "pip", "--disable-pip-version-check"], argv
+    return [argv[4:] for argv in commands]
+
+
+def _make_venv_recipe() -> list[str]:
+    """The commands `make venv` runs, as make itself expands them (-n: print only; -B: as if fresh)."""
+    result = subprocess.run(["make", "-n", "-B", "venv", "VENV=/venv"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=30, check=True)
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not Path("/usr/bin/make").exists(), reason="make is not installed")
+def test_make_venv_and_the_image_build_their_environment_with_one_script():
+    recipe = _make_venv_recipe()
+    assert "bash docker/install_env.sh /venv/bin/python" in recipe, recipe
+    # Nothing but the project itself is pip-installed beside the script (else the two would drift).
+    own_pips = [cmd for cmd in recipe if "pip install" in cmd]
+    assert own_pips == ["/venv/bin/python -m pip install --quiet --no-deps -e ."], own_pips
+
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    runs = [args for word, args in instructions if word == "RUN"]
+    assert any("bash docker/install_env.sh $VIRTUAL_ENV/bin/python --gpu" in run for run in runs), runs
+    image_pips = [cmd.strip() for run in runs for cmd in run.split("&&") if "pip install" in cmd]
+    assert image_pips == ["pip install --no-deps -e ."], image_pips
+    # The image's torch source is a build arg the script reads; the script names no index itself, so
+    # `make venv` never waits on one (PyTorch's index is unreachable from the dev machine).
+    args = dict(a.partition("=")[::2] for word, a in instructions if word == "ARG")
+    assert args.get("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cpu", args
+    assert "download.pytorch.org" not in INSTALL_ENV.read_text()
+
+
+def test_the_cpu_mode_installs_the_lock_with_its_torch_and_nothing_of_the_gpu():
+    commands = _install_env_commands()
+    lock_torch = pins(LOCK)["torch"]
+    assert ["install", "--quiet", f"torch=={lock_torch}"] in commands
+    torch_at = commands.index(["install", "--quiet", f"torch=={lock_torch}"])
+    assert commands.index(["install", "--quiet", "-r", str(LOCK)]) > torch_at  # the CPU build comes first
+    flat = [word for argv in commands for word in argv]
+    assert "--extra-index-url" not in flat and "--index-url" not in flat
+    assert str(GPU_REQUIREMENTS) not in flat and "uninstall" not in flat
+    # everything else is --no-deps, at pins that match the project's (pyproject / the snapshot writer)
+    extras = [argv for argv in commands if "--no-deps" in argv]
+    assert sorted(argv[-1] for argv in extras) == ["open_clip_torch==3.3.0", "text2tags-lib==0.0.7"]
+
+
+def test_the_gpu_mode_adds_the_gpu_requirements_in_place_of_the_cpu_onnxruntime():
+    index = "https://download.pytorch.org/whl/cpu"
+    commands = _install_env_commands("--gpu", torch_index=index)
+    cpu = _install_env_commands()
+    lock_torch = pins(LOCK)["torch"]
+    torch = ["install", "--quiet", "--extra-index-url", index, f"torch=={lock_torch}+cpu"]
+    # the CPU environment, but torch's +cpu build from the given index, then the GPU wheels
+    assert [torch if argv[-1].startswith("torch==") else argv for argv in cpu] == commands[:len(cpu)]
+    assert commands[len(cpu):] == [["uninstall", "--yes", "--quiet", "onnxruntime"],
+                                   ["install", "--quiet", "--no-deps", "-r", str(GPU_REQUIREMENTS)]]
+    assert "onnxruntime" in pins(LOCK)  # what the uninstall replaces
+
+
+def test_the_script_refuses_an_unknown_option():
+    result = subprocess.run(["bash", str(INSTALL_ENV), "/venv/bin/python", "--cpu"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "unknown option '--cpu'" in result.stderr
+
+
+def test_the_environment_the_tests_run_in_holds_every_pin_of_the_lock():
+    """What the CPU mode installed is what runs here: each of the lock's pins at its version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    wrong = []
+    for name, pinned in sorted(pins(LOCK).items()):
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            wrong.append(f"{name}: not installed")
+            continue
+        if Version(installed).public != Version(pinned).public:  # torch's +cpu label matches its pin
+            wrong.append(f"{name}: {installed}, the lock has {pinned}")
+    assert wrong == [], f"this environment is not requirements.lock's (run `make venv`): {wrong}"
 
 
 def _resolve(requirement: str, tmp_path: Path) -> dict:
@@ -166,3 +246,15 @@ def test_the_image_build_checks_the_gpu_wheels_load():
     runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
     assert "'CUDAExecutionProvider' in o.get_available_providers()" in runs
     assert f"import tensorrt_bindings as t; assert t.__version__ == '{IMAGE_TENSORRT_VERSION}'" in runs
+
+
+def test_one_python_version_for_the_project_the_dev_venv_and_the_image():
+    """The lock is solved for 3.11 (numpy, torch wheels): pyproject, make and the image agree on it."""
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert re.search(r"^PYTHON\s*\?=\s*python3\.11$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
+    runs = " ".join(args for word, args in dockerfile_instructions(DOCKERFILE.read_text()) if word == "RUN")
+    assert "python3.11 -m venv $VIRTUAL_ENV" in runs
+    assert sys.version_info[:2] == (3, 11), "the tests run on the lock's Python"
