@@ -72,3 +72,35 @@ def test_the_timestep_embedding_stays_fp32_as_in_diffusers(fp16_export, tiny_sdx
     plain = convert_float_to_float16(onnx.shape_inference.infer_shapes(fp32), keep_io_types=False,
                                      disable_shape_infer=True)
     assert fp16_values_between(plain, "timestep", sinusoid)
+
+
+def test_a_graph_with_external_data_is_streamed_to_the_in_memory_conversion(tiny_sdxl_onnx, tmp_path):
+    """Real UNets keep their weights in model.onnx_data: converted tensor by tensor, never loaded whole,
+    they must come out as the in-memory conversion of the same graph (same types, same fp16 bytes)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import uses_external_data
+
+    from sotai.diffusion.export import convert_to_fp16
+
+    inline, external = tmp_path / "inline" / "model.onnx", tmp_path / "external" / "model.onnx"
+    for path in (inline, external):
+        path.parent.mkdir()
+    fp32 = onnx.load(str(tiny_sdxl_onnx["unet"]))
+    onnx.save(fp32, str(inline))
+    onnx.save(fp32, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx_data", size_threshold=1024)
+    assert convert_to_fp16(inline)["external_data"] is False
+    figures = convert_to_fp16(external)
+    assert figures["external_data"] and figures["narrowed"] > 0
+    assert sorted(p.name for p in external.parent.iterdir()) == ["model.onnx", "model.onnx_data"]
+    streamed = onnx.load(str(external))
+    assert all(uses_external_data(t) for t in onnx.load(str(external), load_external_data=False).graph.initializer
+               if t.name in {i.name for i in fp32.graph.initializer if i.raw_data and len(i.raw_data) >= 1024})
+    reference = {t.name: t for t in onnx.load(str(inline)).graph.initializer}
+    assert {t.name for t in streamed.graph.initializer} == set(reference)
+    for tensor in streamed.graph.initializer:
+        assert tensor.data_type == reference[tensor.name].data_type, tensor.name
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), numpy_helper.to_array(reference[tensor.name]))
+    assert [n.op_type for n in streamed.graph.node] == [n.op_type for n in onnx.load(str(inline)).graph.node]
+    onnx.checker.check_model(str(external))
