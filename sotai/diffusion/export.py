@@ -165,6 +165,7 @@ def export_sdxl_onnx(
         for graph in GRAPHS:
             bar.set_postfix_str(graph)
             started = time.monotonic()
+            _reset_peak_rss()  # each part's figure is its own peak, not the running maximum
             dest = out_dir / graph
             shutil.rmtree(dest, ignore_errors=True)
             mapped = export_part(snapshot_dir, graph, dest, vae_source=vae_source, scratch=out_dir / "_weights")
@@ -321,7 +322,24 @@ def _parameter_count(part_dir: Path) -> int:
     return total
 
 
+def _reset_peak_rss() -> None:
+    """Reset the process's peak RSS (VmHWM) where Linux allows it (writing 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not permitted: _peak_rss_gib falls back to the process-lifetime peak
+        pass
+
+
 def _peak_rss_gib() -> float:
+    """Peak RSS since the last _reset_peak_rss (VmHWM), else since the process started (ru_maxrss).
+
+    It counts the resident pages of memory-mapped weight files too (page cache the kernel can drop)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
