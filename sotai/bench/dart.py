@@ -101,8 +101,17 @@ def _build_snapshot(out: Path) -> None:
     build_dart_tokenizer(vocab).save_pretrained(out)
 
 
-def _candidates() -> list[dict]:
-    return [{"tag": f"tag {i}", "category": "general"} for i in range(PROMPT_TAGS)]
+def _candidates(vocab: dict[str, int]) -> list[dict]:
+    """PROMPT_TAGS general tags the tokenizer names: the bench model's `tag i`, or for a real-format
+    snapshot (tags named from the tag list) its first named tags. Tags a tokenizer lacks would be
+    dropped silently and shorten the prompt, so the names come from the vocabulary itself."""
+    names = [f"tag {i}" for i in range(PROMPT_TAGS)]
+    if not all(n in vocab for n in names):
+        named = sorted((i, t) for t, i in vocab.items() if not (t.startswith("<") and t.endswith(">")))
+        names = [t for _, t in named[:PROMPT_TAGS]]
+    if len(names) < PROMPT_TAGS:
+        raise ValueError(f"the Dart tokenizer names {len(names)} tags; the bench prompt needs {PROMPT_TAGS}")
+    return [{"tag": n, "category": "general"} for n in names]
 
 
 def time_onnx(model_dir: Path, batch: int, repeats: int) -> float:
@@ -111,7 +120,7 @@ def time_onnx(model_dir: Path, batch: int, repeats: int) -> float:
 
     completer = TagCompleter(model_dir, ["CPUExecutionProvider"])
     sampling = DartSampling(seed=1, min_new_tokens=NEW_TAGS, max_new_tokens=NEW_TAGS)
-    requests = [DartRequest(_candidates(), 1024, 1024, "general", sampling) for _ in range(batch)]
+    requests = [DartRequest(_candidates(completer.vocab), 1024, 1024, "general", sampling) for _ in range(batch)]
     completer.complete_batch(requests[:1])  # warm-up (allocations, thread pool)
     times = []
     for _ in range(repeats):
@@ -171,7 +180,7 @@ def prompt_ids_for(model_dir: Path) -> list[int]:
     from sotai.dart.completer import DartRequest
 
     completer = TagCompleter(model_dir, ["CPUExecutionProvider"])
-    return completer._prepare(DartRequest(_candidates(), 1024, 1024, "general")).prompt_ids
+    return completer._prepare(DartRequest(_candidates(completer.vocab), 1024, 1024, "general")).prompt_ids
 
 
 def run(models_dir: Path, *, repeats: int = 3, torch_repeats: int = 1, snapshot: Path | None = None) -> dict:
