@@ -366,20 +366,33 @@ def convert_to_fp16(onnx_path: Path, log=None) -> dict:
     from onnx.external_data_helper import uses_external_data
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    from sotai.diffusion.fp16 import (drop_cast_round_trips, sort_topologically, stream_external_data,
-                                     timestep_embedding_nodes)
+    from sotai.diffusion.fp16 import (all_tensors, drop_cast_round_trips, external_key, inline_constant_data,
+                                     sort_topologically, stream_external_data, timestep_embedding_nodes)
 
     started = time.monotonic()
+    # Constant nodes' bytes go back into the graph first (the real exports keep them in the data file):
+    # shape inference cannot read values it needs (Resize scales, Reshape shapes) from external data,
+    # and a value it cannot type gets no Cast from the converter (an fp32 Resize feeding an fp16 Conv).
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    source = onnx_path
+    if inline_constant_data(graph, onnx_path.parent):
+        source = onnx_path.with_name("constants-inline.onnx")
+        onnx.save(graph, str(source))  # beside the original: its initializers still point into the same file
+    del graph
     # The converter needs every value's type; infer them from the path (works past protobuf's 2 GB,
     # unlike inference on a loaded proto), beside the original so external data still resolves.
     inferred = onnx_path.with_name("inferred.onnx")
-    onnx.shape_inference.infer_shapes_path(str(onnx_path), str(inferred))
     try:
+        onnx.shape_inference.infer_shapes_path(str(source), str(inferred))
         model = onnx.load(str(inferred), load_external_data=False)
     finally:
-        inferred.unlink()
-    external = any(uses_external_data(t) for t in model.graph.initializer)
-    fp32_before = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+        inferred.unlink(missing_ok=True)
+        if source != onnx_path:
+            source.unlink()
+    # Constant nodes' tensors can live in the data file too (exporters externalize them as well): every
+    # tensor of the graph counts, keyed by where its bytes are, since a Constant's tensor has no name.
+    external = any(uses_external_data(t) for t in all_tensors(model))
+    dtypes_before = {external_key(t): t.data_type for t in all_tensors(model) if uses_external_data(t)}
     embedding = timestep_embedding_nodes(model)
     with _value_infos_from_dims():
         model = convert_float_to_float16(
@@ -391,8 +404,7 @@ def convert_to_fp16(onnx_path: Path, log=None) -> dict:
     figures = {"external_data": external}
     if external:
         # Retyped but not converted: their bytes are still the fp32 ones in the old data file.
-        narrowed = {t.name for t in model.graph.initializer
-                    if t.name in fp32_before and t.data_type == onnx.TensorProto.FLOAT16}
+        narrowed = {key for key, dtype in dtypes_before.items() if dtype == onnx.TensorProto.FLOAT}
         data_tmp = onnx_path.with_name("model.fp16.onnx_data")
         figures.update(stream_external_data(model, onnx_path.parent, data_tmp, "model.onnx_data", narrowed))
         graph_tmp = onnx_path.with_name("model.fp16.onnx")
