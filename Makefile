@@ -54,7 +54,7 @@ REAL_DIR    ?= models/real
 REAL_MODELS ?= models/real-export
 REAL_LOGS   ?= $(REAL_MODELS)/logs
 # Each heavy step: niced (the machine is shared), memory sampled (anonymous and file-backed RSS apart).
-HEAVY = nice /usr/bin/time -v $(PY) bench/rss_sampler.py --log
+HEAVY = nice $(PY) bench/rss_sampler.py --log
 real-snapshots: venv
 	mkdir -p $(REAL_LOGS)
 	$(HEAVY) $(REAL_LOGS)/rss-snapshot-sdxl.tsv -- $(SOTAI) snapshot write cagliostrolab/animagine-xl-3.0 \

@@ -10,6 +10,7 @@ and at exit the peaks of each, so a figure can say which one it is.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +57,10 @@ def main() -> int:
     peaks = {"RssAnon": 0, "RssFile": 0, "total": 0}
     with open(args.log, "w") as log:
         log.write("seconds\tanon_gib\tfile_gib\n")
-        while child.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
             kib = tree_kib(child.pid)
             anon, file = kib.get("RssAnon", 0), kib.get("RssFile", 0) + kib.get("RssShmem", 0)
             peaks = {"RssAnon": max(peaks["RssAnon"], anon), "RssFile": max(peaks["RssFile"], file),
@@ -64,10 +68,12 @@ def main() -> int:
             log.write(f"{time.monotonic() - started:.0f}\t{anon / 2**20:.2f}\t{file / 2**20:.2f}\n")
             log.flush()
             time.sleep(args.every)
-    print(f"[rss] {time.monotonic() - started:.0f} s; peak of the process tree: anonymous "
-          f"{peaks['RssAnon'] / 2**20:.1f} GiB, file-backed {peaks['RssFile'] / 2**20:.1f} GiB, "
-          f"together {peaks['total'] / 2**20:.1f} GiB (sampled every {args.every:g} s)", file=sys.stderr)
-    return child.returncode
+    # ru_maxrss: the command's own peak (kernel-tracked, not sampled; file-backed pages included).
+    print(f"[rss] {time.monotonic() - started:.0f} s; peak RSS of the command {usage.ru_maxrss / 2**20:.1f} GiB; "
+          f"sampled peaks of its process tree: anonymous {peaks['RssAnon'] / 2**20:.1f} GiB, file-backed "
+          f"{peaks['RssFile'] / 2**20:.1f} GiB, together {peaks['total'] / 2**20:.1f} GiB (every {args.every:g} s)",
+          file=sys.stderr)
+    return os.waitstatus_to_exitcode(status)
 
 
 if __name__ == "__main__":
