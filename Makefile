@@ -7,7 +7,7 @@ PROFILE  ?= tiny
 TARGET   ?= cpu
 STAMP    := $(VENV)/.sotai-installed
 
-.PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export clean
+.PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export real-size-check real-clean clean
 
 # The environment is docker/install_env.sh's, the script the GPU image runs too (there with --gpu):
 # torch (the lock's version; here the CPU build), requirements.lock, the --no-deps data packages.
@@ -43,20 +43,47 @@ bench: venv
 bench-load: venv
 	$(SOTAI) bench load
 
-# Real-architecture snapshots with random weights (SDXL 6.5 GB, Dart 0.3 GB; about 2 minutes, peak RSS
-# 5.3 GiB), then the real-size export from them: `make real-export`.
-REAL_DIR ?= models/real
-real-snapshots: venv
-	$(SOTAI) snapshot write cagliostrolab/animagine-xl-3.0 --dest $(REAL_DIR)/cagliostrolab/animagine-xl-3.0
-	$(SOTAI) snapshot write p1atdev/dart-v2-moe-sft --dest $(REAL_DIR)/p1atdev/dart-v2-moe-sft
-
-# The real-size export from those snapshots, into its own models dir (never models/animagine), then one
-# 1024x1024 image from Japanese through the sotai ensemble in the embedded Triton. Figures: bench/README.md.
+# Real-architecture snapshots with random weights (SDXL 6.5 GB, Dart 0.7 GB; about 2 minutes, peak RSS
+# 5.3 GiB), then the real-size export from them: `make real-export`. Figures: bench/README.md, real size.
+REAL_DIR    ?= models/real
 REAL_MODELS ?= models/real-export
+REAL_LOGS   ?= $(REAL_MODELS)/logs
+# Each heavy step: niced (the machine is shared), memory sampled (anonymous and file-backed RSS apart).
+HEAVY = nice $(PY) bench/rss_sampler.py --log
+real-snapshots: venv
+	mkdir -p $(REAL_LOGS)
+	$(HEAVY) $(REAL_LOGS)/rss-snapshot-sdxl.tsv -- $(SOTAI) snapshot write cagliostrolab/animagine-xl-3.0 \
+		--dest $(REAL_DIR)/cagliostrolab/animagine-xl-3.0
+	$(HEAVY) $(REAL_LOGS)/rss-snapshot-dart.tsv -- $(SOTAI) snapshot write p1atdev/dart-v2-moe-sft \
+		--dest $(REAL_DIR)/p1atdev/dart-v2-moe-sft
+
+# The real-size export from those snapshots, into its own models dir (never models/animagine). TARGET=cpu
+# then paints one 1024x1024 image from Japanese through the sotai ensemble in the embedded Triton; a GPU
+# target (fp16) takes the fp16-safe VAE, written beside it at its real config (no hub here).
 real-export: venv
+	mkdir -p $(REAL_LOGS)
+	test $(TARGET) = cpu -o -f $(REAL_MODELS)/animagine/src/vae-fp16-fix/config.json || \
+		$(SOTAI) snapshot write madebyollin/sdxl-vae-fp16-fix --dest $(REAL_MODELS)/animagine/src/vae-fp16-fix
 	SOTAI_MODELS_DIR=$(REAL_MODELS) SD_MODEL_PATH=$(REAL_DIR)/cagliostrolab/animagine-xl-3.0 \
-	DART_MODEL_PATH=$(REAL_DIR)/p1atdev/dart-v2-moe-sft $(SOTAI) export --profile animagine --target $(TARGET)
-	$(PY) bench/real_size.py $(REAL_MODELS)/animagine/repository --size 1024 --steps 1
+	DART_MODEL_PATH=$(REAL_DIR)/p1atdev/dart-v2-moe-sft \
+		$(HEAVY) $(REAL_LOGS)/rss-export-$(TARGET).tsv -- $(SOTAI) export --profile animagine --target $(TARGET)
+	test $(TARGET) != cpu || $(HEAVY) $(REAL_LOGS)/rss-paint.tsv -- \
+		$(PY) bench/real_size.py $(REAL_MODELS)/animagine/repository --size 1024 --steps 1
+
+# Every real-size check, one heavy job at a time (about 45 minutes on 2 cores; peak disk about 50 GB, so
+# the GPU repository is checked and removed before the CPU export; peak RSS 15 GiB). Not part of `make test`.
+real-size-check: venv
+	$(MAKE) real-snapshots
+	$(MAKE) real-export TARGET=gpu
+	nice $(PY) bench/check_repository.py $(REAL_MODELS)/animagine/repository-gpu --json $(REAL_LOGS)/check-gpu.json
+	rm -rf $(REAL_MODELS)/animagine/repository-gpu
+	SOTAI_MODELS_DIR=$(REAL_MODELS) $(HEAVY) $(REAL_LOGS)/rss-bench-dart.tsv -- \
+		$(SOTAI) bench dart --json --snapshot $(REAL_DIR)/p1atdev/dart-v2-moe-sft
+	$(MAKE) real-export TARGET=cpu
+	nice $(PY) bench/check_repository.py $(REAL_MODELS)/animagine/repository --json $(REAL_LOGS)/check-cpu.json
+
+real-clean:
+	rm -rf $(REAL_DIR) $(REAL_MODELS)
 
 clean:
 	rm -rf models/tiny models/_test out

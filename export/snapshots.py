@@ -1,7 +1,7 @@
 """Hub-layout snapshots at the real architectures with random weights, for the real-size path here.
 
 No model hub is reachable from this machine or CI, but the configs are public: kept in
-`export/snapshots/` as the JSON the hub serves, they build `cagliostrolab/animagine-xl-3.0` (and 3.1,
+`export/real-configs/` as the JSON the hub serves, they build `cagliostrolab/animagine-xl-3.0` (and 3.1,
 the same SDXL architecture) and `p1atdev/dart-v2-moe-sft` with the real classes, so exports, Triton
 and memory see the real sizes (UNet 2.57 B, text_encoder_2 0.69 B, Dart 0.17 B parameters).
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 from sotai.errors import MissingArtifact
 
-CONFIGS = Path(__file__).parent / "snapshots"
+# Not an importable name (the hyphen): setuptools ships it as plain package data, not as a package.
+CONFIGS = Path(__file__).parent / "real-configs"
 SDXL_PARTS = ("text_encoder", "text_encoder_2", "unet", "vae")
 SEED = 0
 
@@ -31,7 +32,7 @@ SEED = 0
 @dataclass(frozen=True)
 class RealModel:
     repo_id: str
-    family: str  # "sdxl" or "dart": which config folder and builder
+    family: str  # "sdxl", "vae" (a VAE alone, config.json at the top) or "dart": which builder
     config_dir: str
 
 
@@ -39,6 +40,8 @@ REAL_MODELS = {
     m.repo_id: m for m in (
         RealModel("cagliostrolab/animagine-xl-3.0", "sdxl", "sdxl"),
         RealModel("cagliostrolab/animagine-xl-3.1", "sdxl", "sdxl"),
+        # The fp16-safe SDXL VAE the GPU target uses (ExportPlan.vae_fp16_fix): force_upcast false.
+        RealModel("madebyollin/sdxl-vae-fp16-fix", "vae", "sdxl-vae-fp16-fix"),
         RealModel("p1atdev/dart-v2-moe-sft", "dart", "dart-v2-moe-sft"),
     )
 }
@@ -53,6 +56,10 @@ def write_snapshot(repo_id: str, dest: Path, parts: tuple[str, ...] | None = Non
     dest.mkdir(parents=True, exist_ok=True)
     if model.family == "sdxl":
         _write_sdxl(CONFIGS / model.config_dir, dest, parts or SDXL_PARTS, log)
+    elif model.family == "vae":
+        started = time.monotonic()
+        n = _write_sdxl_part(CONFIGS / model.config_dir / "config.json", dest, "vae")
+        log(f"[snapshot] vae: {n:,} parameters, {time.monotonic() - started:.0f} s, peak RSS {peak_rss_gib():.1f} GiB")
     else:
         _write_dart(CONFIGS / model.config_dir, dest, log)
     return dest
@@ -73,17 +80,16 @@ def _write_sdxl(configs: Path, dest: Path, parts: tuple[str, ...], log) -> None:
         if part not in SDXL_PARTS:
             raise ValueError(f"unknown SDXL part {part!r}; parts: {', '.join(SDXL_PARTS)}")
         started = time.monotonic()
-        n = _write_sdxl_part(configs, dest, part)
+        n = _write_sdxl_part(configs / part / "config.json", dest / part, part)
         log(f"[snapshot] {part}: {n:,} parameters, {time.monotonic() - started:.0f} s, "
             f"peak RSS {peak_rss_gib():.1f} GiB")
 
 
-def _write_sdxl_part(configs: Path, dest: Path, part: str) -> int:
+def _write_sdxl_part(config_file: Path, out: Path, part: str) -> int:
     import torch
 
-    config = json.loads((configs / part / "config.json").read_text())
-    out = dest / part
-    out.mkdir(exist_ok=True)
+    config = json.loads(config_file.read_text())
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(SEED)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float16)  # built in half precision: the fp32 UNet (10 GB) never exists
@@ -102,7 +108,7 @@ def _write_sdxl_part(configs: Path, dest: Path, part: str) -> int:
             weights = "model.safetensors"
     finally:
         torch.set_default_dtype(previous)
-    shutil.copy2(configs / part / "config.json", out / "config.json")
+    shutil.copy2(config_file, out / "config.json")
     tensors = {k: v for k, v in model.state_dict().items()}
     n = sum(t.numel() for t in model.parameters())
     write_safetensors(tensors, out / weights)

@@ -15,6 +15,7 @@ the UNet's timestep, a scalar in optimum's default export, is a [batch, 1] colum
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import struct
@@ -164,6 +165,7 @@ def export_sdxl_onnx(
         for graph in GRAPHS:
             bar.set_postfix_str(graph)
             started = time.monotonic()
+            _reset_peak_rss()  # each part's figure is its own peak, not the running maximum
             dest = out_dir / graph
             shutil.rmtree(dest, ignore_errors=True)
             mapped = export_part(snapshot_dir, graph, dest, vae_source=vae_source, scratch=out_dir / "_weights")
@@ -171,7 +173,7 @@ def export_sdxl_onnx(
             keep_fp32 = graph == "vae_decoder" and vae_config.get("force_upcast", False)
             if fp16 and not keep_fp32:
                 # keep_fp32: the original SDXL VAE overflows in fp16; diffusers upcasts it too.
-                convert_to_fp16(paths[graph])
+                convert_to_fp16(paths[graph], log=log)
             log(f"[export] {graph}: {time.monotonic() - started:.0f} s, peak RSS {_peak_rss_gib():.1f} GiB"
                 + (" (traced over memory-mapped fp32 weights)" if mapped else ""))
             bar.update()
@@ -320,46 +322,123 @@ def _parameter_count(part_dir: Path) -> int:
     return total
 
 
+def _reset_peak_rss() -> None:
+    """Reset the process's peak RSS (VmHWM) where Linux allows it (writing 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not permitted: _peak_rss_gib falls back to the process-lifetime peak
+        pass
+
+
 def _peak_rss_gib() -> float:
+    """Peak RSS since the last _reset_peak_rss (VmHWM), else since the process started (ru_maxrss).
+
+    It counts the resident pages of memory-mapped weight files too (page cache the kernel can drop)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def convert_to_fp16(onnx_path: Path) -> None:
-    """Rewrite an fp32 ONNX file as fp16 (inputs and outputs too), in place.
+def convert_to_fp16(onnx_path: Path, log=None) -> dict:
+    """Rewrite an fp32 ONNX file as fp16 (inputs and outputs too), in place; returns figures of the run.
 
     onnxruntime's converter keeps the ops it knows to be unsafe in fp16 (its default block list)
     in fp32 behind casts, plus Resize, whose `scales` input must stay fp32 (the upsamplers' nearest
     2x Resize is exact in either precision). The UNet's `timestep` input and its sinusoidal
-    embedding stay fp32, as in diffusers (sotai.diffusion.fp16). Graphs over 2 GB keep their
-    weights in `model.onnx_data`.
+    embedding stay fp32, as in diffusers (sotai.diffusion.fp16).
+
+    A graph with external data (text_encoder_2, the UNet: 2.8 and 10.3 GB of fp32 weights) is
+    converted without loading its weights: the converter runs on the graph alone (it only retypes
+    initializers whose data is not loaded) and the weights are then streamed tensor by tensor from
+    the fp32 `model.onnx_data` into a new fp16 one (sotai.diffusion.fp16.stream_external_data), so
+    peak memory is the graph plus one tensor, never a whole model. Graphs without external data are
+    converted in memory as before.
     """
+    import time
+
     import onnx
+    from onnx.external_data_helper import uses_external_data
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    from sotai.diffusion.fp16 import drop_cast_round_trips, timestep_embedding_nodes
+    from sotai.diffusion.fp16 import (all_tensors, drop_cast_round_trips, external_key, inline_constant_data,
+                                     sort_topologically, stream_external_data, timestep_embedding_nodes)
 
+    started = time.monotonic()
+    # Constant nodes' bytes go back into the graph first (the real exports keep them in the data file):
+    # shape inference cannot read values it needs (Resize scales, Reshape shapes) from external data,
+    # and a value it cannot type gets no Cast from the converter (an fp32 Resize feeding an fp16 Conv).
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    source = onnx_path
+    if inline_constant_data(graph, onnx_path.parent):
+        source = onnx_path.with_name("constants-inline.onnx")
+        onnx.save(graph, str(source))  # beside the original: its initializers still point into the same file
+    del graph
     # The converter needs every value's type; infer them from the path (works past protobuf's 2 GB,
     # unlike inference on a loaded proto), beside the original so external data still resolves.
     inferred = onnx_path.with_name("inferred.onnx")
-    onnx.shape_inference.infer_shapes_path(str(onnx_path), str(inferred))
-    model = onnx.load(str(inferred))  # with its external data, if any
-    inferred.unlink()
-    embedding = timestep_embedding_nodes(model)
-    model = convert_float_to_float16(
-        model, keep_io_types=["timestep"] if embedding else False, disable_shape_infer=True,
-        op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"], node_block_list=embedding,
-    )
-    drop_cast_round_trips(model)
-    for stale in onnx_path.parent.glob("model.onnx*"):
-        stale.unlink()
     try:
-        large = model.ByteSize() > 2**31 - 2**20  # protobuf's 2 GB limit, with room for the graph
-    except ValueError:  # ByteSize() itself fails past 2 GB
-        large = True
-    onnx.save(model, str(onnx_path), save_as_external_data=large, all_tensors_to_one_file=True,
-              location="model.onnx_data")
+        onnx.shape_inference.infer_shapes_path(str(source), str(inferred))
+        model = onnx.load(str(inferred), load_external_data=False)
+    finally:
+        inferred.unlink(missing_ok=True)
+        if source != onnx_path:
+            source.unlink()
+    # Constant nodes' tensors can live in the data file too (exporters externalize them as well): every
+    # tensor of the graph counts, keyed by where its bytes are, since a Constant's tensor has no name.
+    external = any(uses_external_data(t) for t in all_tensors(model))
+    dtypes_before = {external_key(t): t.data_type for t in all_tensors(model) if uses_external_data(t)}
+    embedding = timestep_embedding_nodes(model)
+    with _value_infos_from_dims():
+        model = convert_float_to_float16(
+            model, keep_io_types=["timestep"] if embedding else False, disable_shape_infer=True,
+            op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Resize"], node_block_list=embedding,
+        )
+    drop_cast_round_trips(model)
+    sort_topologically(model.graph)
+    figures = {"external_data": external}
+    if external:
+        # Retyped but not converted: their bytes are still the fp32 ones in the old data file.
+        narrowed = {key for key, dtype in dtypes_before.items() if dtype == onnx.TensorProto.FLOAT}
+        data_tmp = onnx_path.with_name("model.fp16.onnx_data")
+        figures.update(stream_external_data(model, onnx_path.parent, data_tmp, "model.onnx_data", narrowed))
+        graph_tmp = onnx_path.with_name("model.fp16.onnx")
+        onnx.save(model, str(graph_tmp))  # the graph only: its tensors point into data_tmp's final name
+        for stale in onnx_path.parent.glob("model.onnx*"):
+            stale.unlink()
+        data_tmp.rename(onnx_path.with_name("model.onnx_data"))
+        graph_tmp.rename(onnx_path)
+    else:
+        for stale in onnx_path.parent.glob("model.onnx*"):
+            stale.unlink()
+        onnx.save(model, str(onnx_path))
+    figures["seconds"] = time.monotonic() - started
+    if log is not None:
+        log(f"[fp16] {onnx_path.parent.name}: {figures['seconds']:.0f} s"
+            + (f", streamed {figures['tensors']} tensors ({figures['narrowed']} to fp16), "
+               f"{figures['bytes_in'] / 1e9:.2f} -> {figures['bytes_out'] / 1e9:.2f} GB" if external else ""))
+    return figures
+
+
+@contextlib.contextmanager
+def _value_infos_from_dims():
+    """The converter types each converted initializer's value from `to_array(tensor).shape`, which reads
+    the data (from the current directory, for external data not loaded). Its dims say the same shape
+    without reading anything: the converter's helper is swapped for that while it runs."""
+    from onnx import helper
+    from onnxruntime.transformers import float16
+
+    original = float16.make_value_info_from_tensor
+    float16.make_value_info_from_tensor = lambda t: helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+    try:
+        yield
+    finally:
+        float16.make_value_info_from_tensor = original
 
 
 def _guess_model_name(snapshot_dir: Path) -> str:

@@ -116,3 +116,153 @@ def fp16_values_between(model, start: str, names: list[str]) -> list[str]:
         if node is not None:
             stack.extend(node.input)
     return sorted(bad)
+
+
+# Offsets in the new data file are page aligned: onnxruntime memory-maps aligned external tensors
+# instead of copying them (at most 4 KiB of padding per tensor).
+EXTERNAL_DATA_ALIGNMENT = 4096
+
+
+def all_tensors(model):
+    """Every TensorProto of the model: initializers and node attributes (Constant values), subgraphs too.
+
+    Only initializers would miss the Constant nodes an exporter also moves into the data file (the
+    real UNet's /add_time_proj constants): those would keep pointing into the old file, or keep their
+    fp32 bytes under an fp16 type, which onnx's checker accepts and onnxruntime refuses to load."""
+
+    yield from model.graph.initializer
+    yield from attribute_tensors(model.graph)
+
+
+def attribute_tensors(graph):
+    """The tensors in node attributes (Constant values), through subgraphs (whose initializers too)."""
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from sub.initializer
+                yield from attribute_tensors(sub)
+
+
+def inline_constant_data(model, base_dir) -> int:
+    """Read the external bytes of every Constant node's tensor into the graph; returns how many.
+
+    Constants are small (shapes, scales, a few embeddings rows), but shape inference and
+    onnxruntime's loader both need their values in the graph; initializers stay external."""
+    from pathlib import Path
+
+    from onnx import TensorProto
+    from onnx.external_data_helper import uses_external_data
+
+    count = 0
+    for tensor in attribute_tensors(model.graph):
+        if not uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        with open(Path(base_dir) / info["location"], "rb") as f:
+            f.seek(int(info.get("offset", 0)))
+            tensor.raw_data = f.read(int(info["length"]))
+        del tensor.external_data[:]
+        tensor.data_location = TensorProto.DEFAULT
+        count += 1
+    return count
+
+
+def external_key(tensor) -> tuple[str, int]:
+    """(file, offset) of an externally stored tensor: its identity, named or not."""
+    info = {e.key: e.value for e in tensor.external_data}
+    return info["location"], int(info.get("offset", 0))
+
+
+def stream_external_data(model, source_dir, dest_file, location: str, narrowed: set[tuple[str, int]]) -> dict:
+    """Rewrite every externally stored tensor of `model` (all_tensors) into `dest_file`, one at a time.
+
+    `narrowed`: external_key()s of the tensors that were fp32 before the converter ran without their
+    data; those it retyped to fp16 are read as fp32 from the old file and written as fp16 (with the
+    converter's own clamping to fp16's finite range). Every other external tensor is copied as is.
+    The tensors are then pointed at `location` (the data file's final name, relative to the graph).
+    Reads use plain file reads, not a memory map: the process holds one tensor, not the pages of a
+    10 GB file. Returns {"tensors", "narrowed", "bytes_in", "bytes_out"}.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import uses_external_data
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    source_dir, dest_file = Path(source_dir), Path(dest_file)
+    sources: dict[str, object] = {}
+    figures = {"tensors": 0, "narrowed": 0, "bytes_in": 0, "bytes_out": 0}
+    try:
+        with open(dest_file, "wb") as out:
+            for tensor in all_tensors(model):
+                if not uses_external_data(tensor):
+                    continue
+                info = {e.key: e.value for e in tensor.external_data}
+                src = sources.get(info["location"])
+                if src is None:
+                    src = sources[info["location"]] = open(source_dir / info["location"], "rb")
+                src.seek(int(info.get("offset", 0)))
+                raw = src.read(int(info["length"]))
+                figures["bytes_in"] += len(raw)
+                if external_key(tensor) in narrowed and tensor.data_type == TensorProto.FLOAT16:
+                    raw = convert_np_to_float16(np.frombuffer(raw, dtype=np.float32)).tobytes()
+                    figures["narrowed"] += 1
+                count = 1
+                for d in tensor.dims:
+                    count *= d
+                expected = count * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+                if len(raw) != expected:
+                    name = tensor.name or "<a Constant's tensor>"
+                    raise ValueError(f"{name}: {len(raw)} bytes of external data for {count} elements of "
+                                     f"{TensorProto.DataType.Name(tensor.data_type)} ({expected} bytes)")
+                out.write(b"\0" * (-out.tell() % EXTERNAL_DATA_ALIGNMENT))
+                offset = out.tell()
+                out.write(raw)
+                del tensor.external_data[:]
+                for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+                figures["tensors"] += 1
+                figures["bytes_out"] += len(raw)
+    finally:
+        for handle in sources.values():
+            handle.close()
+    return figures
+
+
+def sort_topologically(graph) -> None:
+    """Reorder graph.node so every node comes after the producers of its inputs (onnx's checker demands
+    it; the converter appends its Cast nodes at the end). Stable: already ordered nodes keep their order."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    produced = {out for node in graph.node for out in node.output}
+
+    def needs(node) -> set[str]:
+        names = set(node.input)
+        for attr in node.attribute:  # subgraphs (If/Loop) read outer values too
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                names |= {i for n in sub.node for i in n.input}
+        return {n for n in names if n in produced}
+
+    pending = list(graph.node)
+    wanted = {id(node): needs(node) for node in pending}
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if wanted[id(node)] <= ready:
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle through {rest[0].name!r}")
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)

@@ -72,3 +72,61 @@ def test_the_timestep_embedding_stays_fp32_as_in_diffusers(fp16_export, tiny_sdx
     plain = convert_float_to_float16(onnx.shape_inference.infer_shapes(fp32), keep_io_types=False,
                                      disable_shape_infer=True)
     assert fp16_values_between(plain, "timestep", sinusoid)
+
+
+def test_a_graph_with_external_data_is_streamed_to_the_in_memory_conversion(tiny_sdxl_onnx, tmp_path):
+    """Real UNets keep their weights in model.onnx_data: converted tensor by tensor, never loaded whole,
+    they must come out as the in-memory conversion of the same graph (same types, same fp16 bytes).
+    Constant nodes' tensors are external too (the real export has them there: a first streamed UNet
+    passed onnx's checker and failed to load in onnxruntime), so the check ends with onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from onnx.external_data_helper import set_external_data, uses_external_data
+
+    from sotai.diffusion.fp16 import all_tensors
+
+    from sotai.diffusion.export import convert_to_fp16
+
+    inline, external = tmp_path / "inline" / "model.onnx", tmp_path / "external" / "model.onnx"
+    for path in (inline, external):
+        path.parent.mkdir()
+    fp32 = onnx.load(str(tiny_sdxl_onnx["unet"]))
+    onnx.save(fp32, str(inline))
+    # Float Constants out too, as the real export has them (integer ones stay: shape inference reads those).
+    for node in fp32.graph.node:
+        if node.op_type == "Constant" and node.attribute[0].t.data_type == onnx.TensorProto.FLOAT:
+            set_external_data(node.attribute[0].t, "model.onnx_data")
+    assert any(uses_external_data(n.attribute[0].t) for n in fp32.graph.node if n.op_type == "Constant")
+    onnx.save(fp32, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx_data", size_threshold=1024)
+    fp32 = onnx.load(str(tiny_sdxl_onnx["unet"]))
+    assert convert_to_fp16(inline)["external_data"] is False
+    figures = convert_to_fp16(external)
+    assert figures["external_data"] and figures["narrowed"] > 0
+    assert sorted(p.name for p in external.parent.iterdir()) == ["model.onnx", "model.onnx_data"]
+    streamed = onnx.load(str(external))
+    assert all(uses_external_data(t) for t in onnx.load(str(external), load_external_data=False).graph.initializer
+               if t.name in {i.name for i in fp32.graph.initializer if i.raw_data and len(i.raw_data) >= 1024})
+    reference = {t.name: t for t in onnx.load(str(inline)).graph.initializer}
+    assert {t.name for t in streamed.graph.initializer} == set(reference)
+    for tensor in streamed.graph.initializer:
+        assert tensor.data_type == reference[tensor.name].data_type, tensor.name
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), numpy_helper.to_array(reference[tensor.name]))
+    assert [n.op_type for n in streamed.graph.node] == [n.op_type for n in onnx.load(str(inline)).graph.node]
+    onnx.checker.check_model(str(external))
+    half = onnx.load(str(inline))
+    streamed_constants = [t for t in all_tensors(streamed) if t not in list(streamed.graph.initializer)]
+    inline_constants = [t for t in all_tensors(half) if t not in list(half.graph.initializer)]
+    assert [t.data_type for t in streamed_constants] == [t.data_type for t in inline_constants]
+    for a, b in zip(streamed_constants, inline_constants):
+        np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (inline, external)]
+    feeds = {}
+    for i in sessions[0].get_inputs():
+        shape = [d if isinstance(d, int) else {"sequence_length": 77}.get(d, 1) for d in i.shape]
+        dtype = np.float32 if i.type == "tensor(float)" else np.float16
+        feeds[i.name] = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    feeds = {**feeds, "sample": np.random.default_rng(1).standard_normal([1, 4, 8, 8]).astype(np.float16)}
+    a, b = (s.run(None, feeds)[0] for s in sessions)
+    np.testing.assert_array_equal(a, b)

@@ -84,3 +84,18 @@ def test_every_real_model_has_its_configs():
         assert (CONFIGS / model.config_dir).is_dir(), model.repo_id
     with pytest.raises(ValueError, match="no real config"):
         write_snapshot("someone/else", "/nonexistent")
+
+
+def test_the_package_data_globs_ship_every_real_config():
+    """A wheel carries what pyproject's package-data names: every config the snapshots are built from."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dir = root / setuptools["package-dir"]["sotai.export"]
+    assert CONFIGS.parent.resolve() == package_dir.resolve()
+    shipped = {p for pattern in setuptools["package-data"]["sotai.export"] for p in package_dir.glob(pattern)}
+    assert shipped == set(CONFIGS.rglob("*.json")) and len(shipped) == 8  # sdxl 6, its fp16-fix VAE, dart
+    # An importable folder name would make setuptools warn that it is a package missing from `packages`.
+    assert not CONFIGS.name.isidentifier()
