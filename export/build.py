@@ -26,7 +26,7 @@ from .repository import write_repository
 
 # Bump when an export step's output changes shape (tensor names, dims, files), so that cached
 # results from an older checkout are rebuilt instead of served against new adapters.
-EXPORT_FORMAT = 3
+EXPORT_FORMAT = 4  # 4: the VAE encoder (img2img)
 
 TINY_MODEL_NAME = "sotai-tiny-sdxl (random weights)"
 

@@ -22,6 +22,11 @@ txt2img fields (A1111's StableDiffusionTxt2ImgProcessingAPI):
 - refused (422 naming the field) when they ask for something: enable_hr, restore_faces, tiling,
   subseed_strength, styles, script_name, alwayson_scripts, refiner_checkpoint; a sampler/schedule type
   this server does not have.
+img2img fields (A1111's StableDiffusionImg2ImgProcessingAPI), besides txt2img's:
+- honoured: init_images (exactly one; base64, a data: URL prefix allowed), denoising_strength
+  (int(steps x strength) steps run, none at 0), resize_mode 0 (Just resize: to width x height).
+- ignored: include_init_images and the inpainting fields (mask_blur, inpainting_fill ...) without a mask.
+- refused: mask (inpainting), resize_mode other than 0, more than one init image.
 /options POST: sd_model_checkpoint must name the served model; other changes are kept for GET and listed
 in `ignored` (a client posting back the whole GET dict changes nothing and gets `ignored: []`).
 """
@@ -43,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput
 from sotai.limits import NUM_IMAGES_RANGE, check_int
-from sotai.params import GenerationParams
+from sotai.params import PARAMS_BY_NAME, GenerationParams
 
 from . import a1111_names as names
 from .routes import unless_disconnected
@@ -94,6 +99,26 @@ class Txt2ImgRequest(BaseModel):
     timeout_s: float | None = Field(None, description="not A1111's: seconds after which painting stops (504)")
 
 
+class Img2ImgRequest(Txt2ImgRequest):
+    """A1111's StableDiffusionImg2ImgProcessingAPI: txt2img's fields, one init image and its strength."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"init_images": ["<base64 PNG>"], "denoising_strength": 0.5, "prompt": "1girl, silver hair, night",
+         "steps": 20, "width": 832, "height": 1216, "sampler_name": "Euler a"},
+    ]})
+
+    init_images: list[str] = Field(description="base64 PNG/JPEG/WebP (a data: URL prefix is allowed); one image")
+    denoising_strength: float = 0.75  # A1111's default
+    resize_mode: int = 0
+    mask: str | None = None
+    include_init_images: bool = False
+
+
+# img2img fields of A1111 this server does not have: asking for them is an error (see _refused).
+IMG2IMG_REFUSED = {"resize_mode": 0, "mask": None}
+RESIZE_MODES = {0: "Just resize"}
+
+
 class Txt2ImgResponse(BaseModel):
     images: list[str] = Field(description="base64 PNG files (each with its A1111 `parameters` text chunk)")
     parameters: dict
@@ -119,12 +144,30 @@ def _ignored(body: Txt2ImgRequest) -> list[str]:
                            if k != "CLIP_stop_at_last_layers")
 
 
-def params_of(body: Txt2ImgRequest, state: GatewayState) -> GenerationParams:
+def params_of(body: Txt2ImgRequest, state: GatewayState, **img2img) -> GenerationParams:
     return GenerationParams.from_settings(
         state.settings, steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
         seed=body.seed, negative_prompt=body.negative_prompt, num_images=body.batch_size,
-        scheduler=sampler_of(body).scheduler,
+        scheduler=sampler_of(body).scheduler, **img2img,
     )
+
+
+def img2img_of(body: Img2ImgRequest) -> dict:
+    """init_image and denoising_strength of an img2img body, checked (A1111's names in the errors)."""
+    if body.resize_mode not in RESIZE_MODES:
+        raise InvalidInput("resize_mode", body.resize_mode, "only 0 (Just resize) is supported by this server")
+    if body.mask:
+        raise InvalidInput("mask", "<image>", "inpainting is not supported by this server (send no mask)")
+    if len(body.init_images) != 1:
+        raise InvalidInput("init_images", f"<{len(body.init_images)} images>", "must hold exactly one image")
+    image = PARAMS_BY_NAME["init_image"]
+    try:
+        data = image.check(image.from_json(body.init_images[0]))
+    except InvalidInput as exc:
+        raise InvalidInput("init_images[0]", exc.value, exc.rule) from None
+    if not data:
+        raise InvalidInput("init_images[0]", "", "must not be empty")
+    return {"init_image": data, "denoising_strength": body.denoising_strength}
 
 
 def sampler_of(body: Txt2ImgRequest) -> names.Resolved:
@@ -153,7 +196,18 @@ def _infotext(png: bytes) -> str:
 
 @router.post("/txt2img", response_model=Txt2ImgResponse, summary="A1111 txt2img (Japanese prompts go through RAG and Dart)")
 async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
+    return await _generate(body, request)
+
+
+@router.post("/img2img", response_model=Txt2ImgResponse, summary="A1111 img2img: one init image repainted at "
+             "denoising_strength (int(steps x strength) steps; Japanese prompts go through RAG and Dart)")
+async def img2img(body: Img2ImgRequest, request: Request) -> Txt2ImgResponse:
+    return await _generate(body, request, img2img_of(body))
+
+
+async def _generate(body: Txt2ImgRequest, request: Request, img2img: dict | None = None) -> Txt2ImgResponse:
     state: GatewayState = request.app.state.sotai
+    img2img = img2img or {}
     _refused(body)
     chosen = sampler_of(body)
     clip_skip = clip_skip_of(body)
@@ -164,8 +218,9 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
     if not body.prompt.strip():
         raise InvalidInput("prompt", body.prompt, "must not be empty or only whitespace")
     japanese = bool(JAPANESE.search(body.prompt))
-    base = GenerateRequest(text=body.prompt, params=params_of(body, state), timeout_s=body.timeout_s) if japanese \
-        else GenerateRequest(prompt=body.prompt, params=params_of(body, state), timeout_s=body.timeout_s)
+    params = params_of(body, state, **img2img)
+    base = GenerateRequest(text=body.prompt, params=params, timeout_s=body.timeout_s) if japanese \
+        else GenerateRequest(prompt=body.prompt, params=params, timeout_s=body.timeout_s)
     base = base.checked()  # seed -1 -> a concrete seed, shared by the iterations
 
     timestamp = time.strftime("%Y%m%d%H%M%S")
@@ -190,6 +245,7 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
         "restore_faces": False, "sd_model_name": model_title(state), "sd_model_hash": None,
         "index_of_first_image": 0, "infotexts": [_infotext(png) for png in images], "styles": [],
         "job_timestamp": timestamp, "clip_skip": clip_skip or 1, "version": "sotai",
+        **({"denoising_strength": base.params.denoising_strength} if img2img else {}),
         "sotai": {
             "input": "japanese_text" if japanese else "tags",
             "route": first.route,
@@ -201,6 +257,8 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
         },
     }
     parameters = body.model_dump(exclude_none=False)
+    if img2img:
+        parameters["init_images"] = [f"<{len(base.params.init_image)} bytes>"]  # not echoed back, as A1111
     return Txt2ImgResponse(images=[base64.b64encode(p).decode("ascii") for p in images] if body.send_images else [],
                            parameters=parameters, info=json.dumps(info, ensure_ascii=False))
 

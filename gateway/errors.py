@@ -29,7 +29,7 @@ FIELD_CHECKS = {
 
 
 # The requests that take a job slot; refused by AdmissionLimit before anything else is done with them.
-JOB_ROUTES = frozenset({"/v1/tags", "/v1/images", "/v1/images/stream", "/sdapi/v1/txt2img"})
+JOB_ROUTES = frozenset({"/v1/tags", "/v1/images", "/v1/images/stream", "/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
 
 
 class AdmissionLimit:

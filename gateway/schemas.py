@@ -17,7 +17,8 @@ from sotai.settings import Settings
 
 
 _STRICT_TYPES = {"int": StrictInt, "size": StrictInt, "float": StrictFloat | StrictInt, "choice": StrictStr,
-                 "text": StrictStr, "bool": StrictBool}
+                 "text": StrictStr, "bool": StrictBool,
+                 "image": StrictStr}
 
 
 def _param_field(p: Param) -> tuple:
@@ -25,7 +26,8 @@ def _param_field(p: Param) -> tuple:
     kind = _STRICT_TYPES[p.kind]
     if p.setting:
         return kind | None, Field(None, description=p.description(), json_schema_extra=p.json_schema())
-    return kind, Field(p.default, description=p.description(), json_schema_extra=p.json_schema())
+    default = "" if p.kind == "image" else p.default  # JSON carries an image as base64 text
+    return kind, Field(default, description=p.description(), json_schema_extra=p.json_schema())
 
 
 class _RequestFields(BaseModel):
@@ -49,7 +51,8 @@ class _RequestFields(BaseModel):
 
     def to_request(self, settings: Settings) -> GenerateRequest:
         """The client's request, checked (raises InvalidInput naming the field and the limit)."""
-        params = GenerationParams.from_settings(settings, **{p.name: getattr(self, p.name) for p in GENERATION_PARAMS})
+        params = GenerationParams.from_settings(settings, **{p.name: p.from_json(getattr(self, p.name))
+                                                               for p in GENERATION_PARAMS})
         return GenerateRequest(text=self.text, tags=tuple(self.tags or ()), params=params,
                                timeout_s=self.timeout_s).checked()
 

@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_BODY_BYTES = 256 * 1024
 # Endpoints whose body carries a base64 image: a 2048x2048 noisy PNG is ~12 MiB, ~16 MiB as base64.
 IMAGE_BODY_BYTES = 24 * 1024 * 1024
-IMAGE_PATHS = ("/sdapi/v1/png-info",)
+# Routes that carry an image (base64): a larger body limit on these only.
+IMAGE_PATHS = ("/sdapi/v1/png-info", "/sdapi/v1/img2img", "/v1/images", "/v1/images/stream")
 
 # Paths that stay open with an API key set: probes for orchestrators.
 OPEN_PATHS = ("/healthz", "/readyz")

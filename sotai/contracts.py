@@ -1,6 +1,6 @@
 """The tensor contracts of every Triton model, in one table, and config.pbtxt rendering.
 
-The Python-backend models and the `sotai` ensemble are declared here; the four
+The Python-backend models and the `sotai` ensemble are declared here; the
 ONNX models take their contracts from their exported graphs (`onnx_contract`),
 so a re-export with other tensor names cannot drift from the served config.
 """
@@ -15,7 +15,7 @@ from sotai.params import GENERATION_PARAMS
 
 Target = Literal["cpu", "gpu", "tensorrt"]
 
-ONNX_MODELS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder")
+ONNX_MODELS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
 # UNet calls carry the CFG pair for up to 8 images per request.
 ONNX_MAX_BATCH = 16
 PIPELINE_MAX_BATCH = 8

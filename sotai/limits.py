@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import io
+
 import math
 import unicodedata
 
@@ -27,6 +29,9 @@ TAG_MAX_CHARS = 128
 TOP_K_RANGE = (1, 200)
 # A request's own deadline in seconds (`timeout_s`; unset: none). The server never paints past it.
 TIMEOUT_RANGE = (0.1, 3600.0)
+INIT_IMAGE_MAX_BYTES = 16 * 1024 * 1024  # one PNG/JPEG (the gateway's image routes take 24 MiB of base64)
+INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+DENOISING_RANGE = (0.0, 1.0)
 # RAG candidates (or given tags) handed to Dart in one request.
 CANDIDATES_MAX = max(TOP_K_RANGE[1], TAGS_MAX)
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m_karras")
@@ -100,6 +105,45 @@ def check_float(field_name: str, value: object, lo: float, hi: float) -> float:
     if isinstance(value, bool) or math.isnan(v) or not lo <= v <= hi:
         raise InvalidInput(field_name, value, f"must be a number in {lo}..{hi}")
     return v
+
+
+def check_image(field_name: str, value: object, max_bytes: int = INIT_IMAGE_MAX_BYTES) -> bytes:
+    """An encoded image (PNG, JPEG or WebP bytes), or b"" for none; decoded once here so a broken file is
+    refused up front, naming the field."""
+    if not isinstance(value, (bytes, bytearray)):
+        raise InvalidInput(field_name, value, f"must be the bytes of a {'/'.join(INIT_IMAGE_FORMATS)} image "
+                                              "(base64 in JSON)")
+    value = bytes(value)
+    if len(value) > max_bytes:
+        raise InvalidInput(field_name, f"<{len(value)} bytes>", f"must be at most {max_bytes} bytes")
+    if value:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(value)) as im:
+                fmt = im.format
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise InvalidInput(field_name, f"<{len(value)} bytes>", f"is not a readable image ({exc})") from None
+        if fmt not in INIT_IMAGE_FORMATS:
+            raise InvalidInput(field_name, f"<{fmt} image>", f"must be one of {', '.join(INIT_IMAGE_FORMATS)}")
+    return value
+
+
+def decode_base64_image(field_name: str, value: object) -> bytes:
+    """JSON's base64 text of an image (a `data:image/...;base64,` prefix allowed, as A1111 takes) -> bytes."""
+    import base64
+    import binascii
+
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise InvalidInput(field_name, value, "must be a base64 string of a PNG, JPEG or WebP image")
+    text = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(field_name, value, "is not valid base64") from None
 
 
 def check_bool(field_name: str, value: object) -> bool:

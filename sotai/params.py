@@ -25,11 +25,13 @@ from typing import Any, Literal
 from sotai import limits as L
 from sotai.errors import InvalidInput
 
-Kind = Literal["int", "float", "size", "choice", "text", "bool"]
+Kind = Literal["int", "float", "size", "choice", "text", "bool", "image"]
 
 # Triton dtype of each kind (an entry may override it, e.g. SEED is INT64).
-_DTYPES = {"int": "INT32", "size": "INT32", "float": "FP32", "choice": "STRING", "text": "STRING", "bool": "BOOL"}
-_PYTHON_TYPES = {"int": int, "size": int, "float": float, "choice": str, "text": str, "bool": bool}
+_DTYPES = {"int": "INT32", "size": "INT32", "float": "FP32", "choice": "STRING", "text": "STRING", "bool": "BOOL",
+           "image": "STRING"}
+_PYTHON_TYPES = {"int": int, "size": int, "float": float, "choice": str, "text": str, "bool": bool,
+                 "image": bytes}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Param:
             return L.check_choice(self.name, value, self.limit)
         if self.kind == "bool":
             return L.check_bool(self.name, value)
+        if self.kind == "image":
+            return L.check_image(self.name, value, *self.limit)
         return L.check_text(self.name, value, max_chars=self.limit[0], allow_empty=True)
 
     @property
@@ -84,6 +88,8 @@ class Param:
             return " | ".join(self.limit)
         if self.kind == "text":
             return f"at most {self.limit[0]} characters"
+        if self.kind == "image":
+            return f"{'/'.join(L.INIT_IMAGE_FORMATS)}, at most {self.limit[0]} bytes; base64 in JSON, a file in the CLI"
         return "true | false"
 
     def json_schema(self) -> dict:
@@ -96,7 +102,15 @@ class Param:
             return {"enum": list(self.limit)}
         if self.kind == "text":
             return {"maxLength": self.limit[0]}
+        if self.kind == "image":
+            return {"contentEncoding": "base64", "contentMediaType": "image/png"}
         return {}
+
+    def from_json(self, value: object) -> object:
+        """A JSON body's value as the Python value (an image arrives as base64 text)."""
+        if self.kind == "image" and value is not None:
+            return L.decode_base64_image(self.name, value)
+        return value
 
     def description(self) -> str:
         default = f"default {self.setting.upper()}" if self.setting else f"default {self.default!r}"
@@ -104,6 +118,8 @@ class Param:
 
     def from_tensor(self, value: object) -> object:
         """One element of a Triton input (numpy scalar or bytes) as the Python value (unchecked)."""
+        if self.kind == "image":
+            return bytes(value)
         if self.triton_dtype == "STRING":
             return L.decode_utf8(self.tensor, value)
         return value.item() if hasattr(value, "item") else value
@@ -123,6 +139,11 @@ GENERATION_PARAMS: tuple[Param, ...] = (
     Param("rating", "choice", "general", "content rating: Dart's tags and the model's rating tags", L.RATINGS),
     Param("quality_tags", "bool", True, "add the model's quality and rating tags"),
     Param("default_negative", "bool", True, "add the model's default negative prompt"),
+    # img2img: the picture starts from this image (resized to width x height) instead of noise.
+    Param("init_image", "image", b"", "img2img: the image to start from (resized to width x height)",
+          (L.INIT_IMAGE_MAX_BYTES,)),
+    Param("denoising_strength", "float", 0.75, "img2img: how much of the init image is repainted (0: none, "
+          "1: all); int(steps x strength) steps run", L.DENOISING_RANGE),
 )
 
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in GENERATION_PARAMS}
@@ -221,9 +242,23 @@ def add_cli_flags(parser, settings) -> None:
             else:
                 parser.add_argument(flag, dest=p.name, action="store_true", help=p.help)
             continue
+        if p.kind == "image":
+            parser.add_argument(flag, dest=p.name, type=_read_file, default=p.default, metavar="PATH",
+                                help=f"{p.help} ({p.rule})")
+            continue
         kwargs = {"choices": p.limit} if p.kind == "choice" else {}
         parser.add_argument(flag, dest=p.name, type=p.python_type, default=default,
                             help=f"{p.help} ({p.rule}; default {default!r})", **kwargs)
+
+
+def _read_file(path: str) -> bytes:
+    import argparse
+    from pathlib import Path
+
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def params_from_cli(args, **overrides) -> "GenerationParams":

@@ -1,7 +1,7 @@
 """The exported diffusion stage's manifest: which tensors the loop reads, in what dtype, and every graph's I/O.
 
 Written by `export_sdxl_onnx` to components/sotai_diffusion.json; read by `SdxlGenerator` and by
-whoever renders Triton configs for the four graphs (the `io` table has each tensor's dtype and shape,
+whoever renders Triton configs for the graphs (the `io` table has each tensor's dtype and shape,
 -1 for a dynamic axis, dim 0 always the batch).
 """
 
@@ -13,7 +13,10 @@ from pathlib import Path
 
 from sotai.errors import MissingArtifact
 
-GRAPHS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder")
+GRAPHS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
+# Graphs a repository may lack and still serve txt2img: one exported before img2img had no VAE encoder.
+# The loop refuses what needs one (`init_image`, an image-space hires upscaler) and says to re-export.
+OPTIONAL_GRAPHS = ("vae_encoder",)
 COMPONENTS_DIR = "components"
 MANIFEST = "sotai_diffusion.json"
 

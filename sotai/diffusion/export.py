@@ -1,10 +1,11 @@
-"""Export an SDXL diffusers snapshot to the four ONNX graphs the denoising loop calls, plus its components.
+"""Export an SDXL diffusers snapshot to the ONNX graphs the denoising loop calls, plus its components.
 
 Layout written to out_dir:
     text_encoder/model.onnx    input_ids -> last_hidden_state, pooler_output, hidden_states.0..L
     text_encoder_2/model.onnx  input_ids -> text_embeds, last_hidden_state, hidden_states.0..L
     unet/model.onnx            sample, timestep, encoder_hidden_states, text_embeds, time_ids -> out_sample
     vae_decoder/model.onnx     latent_sample -> sample
+    vae_encoder/model.onnx     sample (image, -1..1) -> latent_parameters (mean and log-variance, 2 x 4 channels)
     components/                tokenizer/, tokenizer_2/, scheduler/, vae/config.json, model_index.json,
                                sotai_diffusion.json (the manifest: tensor names, dtype, model name)
 
@@ -136,7 +137,7 @@ def export_sdxl_onnx(
 ) -> dict[str, Path]:
     """Export `snapshot_dir` (StableDiffusionXLPipeline.save_pretrained layout) into out_dir.
 
-    One part at a time (text_encoder, text_encoder_2, unet, vae_decoder), each loaded alone and
+    One part at a time (text_encoder, text_encoder_2, unet, vae_decoder, vae_encoder), each loaded alone and
     freed before the next, with optimum's per-part ONNX configs; time and peak RSS are printed per part.
     fp16=True: half-precision graphs for GPU hosts, converted with onnxruntime's float16 converter;
     a VAE whose config says `force_upcast` (the original SDXL VAE overflows in fp16) stays fp32, as
@@ -144,7 +145,7 @@ def export_sdxl_onnx(
     fp32 copy of its weights (written tensor by tensor beside the output, removed after).
     vae_dir: a replacement VAE snapshot (madebyollin/sdxl-vae-fp16-fix: fp16-safe, force_upcast
     false) used instead of the snapshot's. model_name: written into every PNG (default: the folder name).
-    Returns {"text_encoder": path, "text_encoder_2": ..., "unet": ..., "vae_decoder": ..., "components": dir}.
+    Returns {"text_encoder": path, "text_encoder_2": ..., "unet": ..., "vae_decoder": ..., "vae_encoder": ..., "components": dir}.
     """
     import time
 
@@ -170,7 +171,7 @@ def export_sdxl_onnx(
             shutil.rmtree(dest, ignore_errors=True)
             mapped = export_part(snapshot_dir, graph, dest, vae_source=vae_source, scratch=out_dir / "_weights")
             paths[graph] = dest / "model.onnx"
-            keep_fp32 = graph == "vae_decoder" and vae_config.get("force_upcast", False)
+            keep_fp32 = graph in ("vae_decoder", "vae_encoder") and vae_config.get("force_upcast", False)
             if fp16 and not keep_fp32:
                 # keep_fp32: the original SDXL VAE overflows in fp16; diffusers upcasts it too.
                 convert_to_fp16(paths[graph], log=log)
@@ -240,6 +241,15 @@ def _part_for_export(snapshot_dir: Path, graph: str, vae_source: Path, scratch: 
         model = AutoencoderKL.from_pretrained(vae_source, torch_dtype=torch.float32).eval()
         model.forward = lambda latent_sample: model.decode(z=latent_sample)
         model.config.export_model_type = "vae-decoder"
+        task = "semantic-segmentation"
+    elif graph == "vae_encoder":
+        from diffusers import AutoencoderKL
+
+        # The distribution's parameters, not a sample: the loop draws the sample with the request's
+        # generator, as diffusers' img2img does (retrieve_latents).
+        model = AutoencoderKL.from_pretrained(vae_source, torch_dtype=torch.float32).eval()
+        model.forward = lambda sample: {"latent_parameters": model.encode(x=sample)["latent_dist"].parameters}
+        model.config.export_model_type = "vae-encoder"
         task = "semantic-segmentation"
     else:
         import transformers

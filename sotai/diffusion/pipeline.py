@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from sotai.diffusion.components import GRAPHS, Manifest
+from sotai.diffusion.components import GRAPHS, OPTIONAL_GRAPHS, Manifest
 from sotai.diffusion.png import PngParameters, encode_png
 from sotai.diffusion.preview import latent_preview
 from sotai.diffusion.conventions import conventions_for
@@ -79,6 +79,7 @@ def required_outputs(manifest: Manifest) -> dict[str, list[str]]:
         "text_encoder_2": [manifest.text_encoder_2_hidden, manifest.text_encoder_2_pooled],
         "unet": ["out_sample"],
         "vae_decoder": ["sample"],
+        "vae_encoder": ["latent_parameters"],
     }
 
 
@@ -101,7 +102,7 @@ class SdxlGenerator:
         from sotai.diffusion.tensorrt import EngineLimits
 
         self.components_dir = Path(components_dir)
-        missing = [g for g in GRAPHS if g not in runners]
+        missing = [g for g in GRAPHS if g not in runners and g not in OPTIONAL_GRAPHS]
         if missing:
             raise ValueError(f"runners is missing {missing}; it needs one callable per graph in {list(GRAPHS)}")
         self.runners = {g: tensor_runner(r) for g, r in runners.items()}
@@ -152,13 +153,20 @@ class SdxlGenerator:
         # 2. Encode prompt and negative prompt (both encoders; penultimate states, pooled output).
         embeds, pooled = self.encode_prompt(prompt, negative if do_cfg else None, do_cfg)
 
-        # 3. Prepare timesteps.
+        # 3. Prepare timesteps (img2img: only the last int(steps x denoising_strength) of them).
         scheduler = make_scheduler(params.scheduler, self.scheduler_config)
         scheduler.set_timesteps(params.steps, device=self.device)
+        timesteps = self.img2img_timesteps(scheduler, params) if params.init_image else scheduler.timesteps
 
-        # 4. Prepare latents from the seed (drawn on the CPU generator, as diffusers does, then moved).
-        latents = self.prepare_latents(params.num_images, params.height, params.width, generator)
-        latents = latents.to(self.device) * scheduler.init_noise_sigma
+        # 4. Prepare latents from the seed (drawn on the CPU generator, as diffusers does, then moved);
+        #    img2img: the init image's latents, noised to the first timestep that runs.
+        noise = self.prepare_latents(params.num_images, params.height, params.width, generator).to(self.device)
+        if params.init_image:
+            image_latents = self.encode_image(params.init_image, params.width, params.height, generator)
+            image_latents = image_latents.repeat(params.num_images, 1, 1, 1)
+            latents = scheduler.add_noise(image_latents, noise, timesteps[:1]) if len(timesteps) else image_latents
+        else:
+            latents = noise * scheduler.init_noise_sigma
 
         # 5. Added conditioning: the pooled text embedding and the size/crop time ids. Rows are
         #    [negative x n, positive x n]: the CFG pair goes to the UNet as one batch.
@@ -171,7 +179,7 @@ class SdxlGenerator:
         }
 
         # 6. Denoising loop (asking should_stop before each step, so a stop costs at most the step under way).
-        for i, t in enumerate(scheduler.timesteps):
+        for i, t in enumerate(timesteps):
             if should_stop(i) == FINISH:
                 break
             model_input = torch.cat([latents] * 2) if do_cfg else latents
@@ -184,10 +192,10 @@ class SdxlGenerator:
             latents = out.prev_sample
             if progress is not None:
                 x0 = getattr(out, "pred_original_sample", None)
-                progress(i + 1, params.steps, latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
+                progress(i + 1, len(timesteps), latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
 
         # 7. Decode to uint8 images and PNGs (unless the request was abandoned during the last step).
-        should_stop(params.steps)
+        should_stop(len(timesteps))
         images = self.decode(latents)
         sampler = A1111_NAMES[params.scheduler]
         pngs = [
@@ -195,6 +203,7 @@ class SdxlGenerator:
                 prompt=prompt, negative_prompt=negative if do_cfg else "", steps=params.steps, sampler=sampler,
                 cfg_scale=params.cfg_scale, seed=seed, width=params.width, height=params.height,
                 model=self.manifest.model_name, batch_size=n, batch_pos=k,
+                denoising_strength=params.denoising_strength if params.init_image else None,
             ))
             for k, img in enumerate(images)
         ]
@@ -270,6 +279,41 @@ class SdxlGenerator:
             return weighted_chunks(tokenizer, text, field)
         ids = token_chunks(tokenizer, plain, field)
         return ids, np.ones(ids.shape, dtype=np.float32)
+
+    def img2img_timesteps(self, scheduler, params: GenerationParams):
+        """The timesteps an img2img request runs: the last int(steps x strength), none at strength 0
+        (diffusers' StableDiffusionXLImg2ImgPipeline.get_timesteps; A1111 runs about as many)."""
+        if "vae_encoder" not in self.runners or "vae_encoder" not in self.manifest.io:
+            raise InvalidInput("init_image", "<image>", "this repository has no VAE encoder (exported before "
+                               "img2img): export it again (`make export`) and restart Triton")
+        run = min(int(params.steps * params.denoising_strength), params.steps)
+        start = (params.steps - run) * scheduler.order
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        return scheduler.timesteps[start:]
+
+    def encode_image(self, data: bytes, width: int, height: int, generator) -> "torch.Tensor":
+        """PNG/JPEG bytes -> scaled latents [1, C, h, w]: resized to width x height (A1111's "Just resize"),
+        encoded by the VAE, a sample drawn from its distribution with the request's generator."""
+        import io
+
+        import torch
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            rgb = im.convert("RGB").resize((width, height), Image.LANCZOS)
+        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        dtype = _torch_dtype(self.manifest.input_dtype("vae_encoder", "sample"))
+        moments = self._run("vae_encoder", {"sample": pixels.to(self.device, dtype)})["latent_parameters"]
+        mean, logvar = moments.to(torch.float32).chunk(2, dim=1)
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        sample = mean + std * torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(mean.device)
+        cfg = self.vae_config
+        if cfg.get("latents_mean") is not None and cfg.get("latents_std") is not None:
+            lat_mean = torch.tensor(cfg["latents_mean"], dtype=torch.float32, device=sample.device).reshape(1, -1, 1, 1)
+            lat_std = torch.tensor(cfg["latents_std"], dtype=torch.float32, device=sample.device).reshape(1, -1, 1, 1)
+            return (sample - lat_mean) * cfg["scaling_factor"] / lat_std
+        return sample * cfg["scaling_factor"]
 
     def prepare_latents(self, num_images: int, height: int, width: int, generator) -> "torch.Tensor":
         import torch

@@ -30,6 +30,7 @@ class PngParameters:
     model: str
     batch_size: int = 1
     batch_pos: int = 0
+    denoising_strength: float | None = None  # img2img only
 
     def to_text(self) -> str:
         fields = [
@@ -43,6 +44,8 @@ class PngParameters:
         if self.batch_size > 1:
             # Images of one request share one seed (one noise tensor); A1111 names the position this way.
             fields += [f"Batch size: {self.batch_size}", f"Batch pos: {self.batch_pos}"]
+        if self.denoising_strength is not None:
+            fields.append(f"Denoising strength: {self.denoising_strength:g}")
         return f"{_one_line(self.prompt)}\nNegative prompt: {_one_line(self.negative_prompt)}\n" + ", ".join(fields)
 
 

@@ -77,7 +77,7 @@ class EngineLimits:
 
     def max_batch(self, graph: str) -> int:
         return {"text_encoder": self.text_batch, "text_encoder_2": self.text_batch,
-                "unet": self.unet_batch, "vae_decoder": self.vae_batch}[graph]
+                "unet": self.unet_batch, "vae_decoder": self.vae_batch, "vae_encoder": self.vae_batch}[graph]
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -155,6 +155,9 @@ def engine_specs(onnx_files: Mapping[str, Path], manifest: Manifest, plans: Mapp
     def vae(batch: int, width: int, height: int) -> Shapes:
         return {"latent_sample": (batch, channels, height // VAE_FACTOR, width // VAE_FACTOR)}
 
+    def image(batch: int, width: int, height: int) -> Shapes:
+        return {"sample": (batch, 3, height, width)}
+
     text = (({"input_ids": (1, TOKENS)}, {"input_ids": (2, TOKENS)}, {"input_ids": (limits.text_batch, TOKENS)}),)
     # opt: one image with CFG (batch 2), a one-chunk prompt, the profile's own common size.
     unet_profiles = tuple(
@@ -163,9 +166,15 @@ def engine_specs(onnx_files: Mapping[str, Path], manifest: Manifest, plans: Mapp
     vae_profiles = tuple(
         (vae(1, s.width[0], s.height[0]), vae(1, *s.opt), vae(limits.vae_batch, s.width[1], s.height[1]))
         for s in limits.sizes)
-    profiles = {"text_encoder": text, "text_encoder_2": text, "unet": unet_profiles, "vae_decoder": vae_profiles}
+    encoder_profiles = tuple(
+        (image(1, s.width[0], s.height[0]), image(1, *s.opt), image(limits.vae_batch, s.width[1], s.height[1]))
+        for s in limits.sizes)
+    profiles = {"text_encoder": text, "text_encoder_2": text, "unet": unet_profiles, "vae_decoder": vae_profiles,
+                "vae_encoder": encoder_profiles}
     fp16 = manifest.dtype == "fp16"
-    return [EngineSpec(g, Path(onnx_files[g]), Path(plans[g]), profiles[g], fp16=fp16) for g in GRAPHS]
+    # A graph the manifest lacks (a repository exported before the VAE encoder) gets no engine.
+    return [EngineSpec(g, Path(onnx_files[g]), Path(plans[g]), profiles[g], fp16=fp16) for g in GRAPHS
+            if g in io]
 
 
 def check_limits(limits: EngineLimits) -> None:
@@ -193,6 +202,8 @@ def activation_maxima(spec: EngineSpec) -> dict[str, int]:
             tokens = hi["encoder_hidden_states"][1]
             out.append({"latent_pixels": b * h * w, "cross_attention": b * h * w * tokens})
         return {k: max(o[k] for o in out) for k in out[0]}
+    if spec.graph == "vae_encoder":
+        return {"image_pixels": max(hi["sample"][0] * hi["sample"][2] * hi["sample"][3] for _, _, hi in spec.profiles)}
     if spec.graph == "vae_decoder":
         return {"image_pixels": max(hi["latent_sample"][0] * hi["latent_sample"][2] * hi["latent_sample"][3]
                                     * VAE_FACTOR ** 2 for _, _, hi in spec.profiles)}

@@ -98,3 +98,31 @@ def test_prompt_weights_through_triton(grpc_client):
     assert written.startswith("1girl, (silver hair:1.0)")  # the PNG keeps the prompt as written, as A1111
     heavy, _ = paint("1girl, (silver hair:1.5)")
     assert mean_abs_diff(heavy, plain) > 0.1
+
+
+def test_img2img_through_triton_paints_what_the_library_paints(grpc_client, tiny_repository):
+    """INIT_IMAGE and DENOISING_STRENGTH reach the loop, and the VAE encoder is served (BLS)."""
+    import io
+    from dataclasses import replace
+
+    import tritonclient.grpc as grpc
+    from PIL import Image
+
+    from sotai.diffusion import SdxlGenerator
+    from sotai.diffusion.components import GRAPHS
+    from sotai.onnx_runner import OnnxRunner
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 60, 30)).save(buf, format="PNG")
+    params = GenerationParams(steps=4, width=512, height=512, seed=8, init_image=buf.getvalue(),
+                              denoising_strength=0.5)
+    result = grpc_client.infer("diffusion", diffusion_inputs(grpc, "1girl", [params], optional=True))
+    png = result.as_numpy("IMAGE")[0][0]
+    assert read_png_parameters(png)["Denoising strength"] == "0.5"
+    local = SdxlGenerator(tiny_repository / "diffusion" / "1" / "components",
+                          {g: OnnxRunner(tiny_repository / g / "1" / "model.onnx", providers=["CPUExecutionProvider"])
+                           for g in GRAPHS})
+    assert mean_abs_diff(decode_png(png), local("1girl", params).images[0]) < MAX_MEAN_ABS_DIFF
+    txt2img = grpc_client.infer("diffusion", diffusion_inputs(grpc, "1girl", [replace(params, init_image=b"")],
+                                                              optional=True)).as_numpy("IMAGE")[0][0]
+    assert mean_abs_diff(decode_png(txt2img), decode_png(png)) > 1.0

@@ -247,3 +247,49 @@ def test_png_info_reads_our_parameters_back_as_a1111_does(url):
         assert p["Prompt"].startswith("1girl")
     bad = requests.post(f"{url}/sdapi/v1/png-info", json={"image": "not an image"}, timeout=10)
     assert bad.status_code == 422 and bad.json()["field"] == "image"
+
+
+def png_b64(color: tuple[int, int, int]) -> str:
+    """As webuiapi's b64_img sends an init image: a data URL."""
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 192), color).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def webuiapi_img2img_body(**changes) -> dict:
+    # The body webuiapi 0.9.17 sends for `api.img2img(images=[img], prompt=..., denoising_strength=0.5, ...)`.
+    body = {k: v for k, v in webuiapi_txt2img_body().items() if not k.startswith(("hr_", "enable_hr", "firstphase"))}
+    body.update({
+        "init_images": [png_b64((200, 40, 40))], "resize_mode": 0, "denoising_strength": 0.5, "mask_blur": 4,
+        "inpainting_fill": 0, "inpaint_full_res": True, "inpaint_full_res_padding": 0, "inpainting_mask_invert": 0,
+        "initial_noise_multiplier": 1, "image_cfg_scale": 1.5, "include_init_images": False, "steps": 4,
+    })
+    return {**body, **changes}
+
+
+def test_webuiapi_img2img_body_repaints_the_init_image(url):
+    response = requests.post(f"{url}/sdapi/v1/img2img", json=webuiapi_img2img_body(), timeout=120)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    info = json.loads(data["info"])
+    assert info["denoising_strength"] == 0.5 and "Denoising strength: 0.5" in info["infotexts"][0]
+    red = np.asarray(decode(data["images"][0]).convert("RGB"), dtype=np.int64)
+    assert red.shape == (512, 512, 3)
+    blue_body = webuiapi_img2img_body(init_images=[png_b64((40, 40, 200))])
+    blue = np.asarray(decode(requests.post(f"{url}/sdapi/v1/img2img", json=blue_body, timeout=120)
+                             .json()["images"][0]).convert("RGB"), dtype=np.int64)
+    assert np.abs(red - blue).mean() > 0.5  # measured 1.5 on the tiny model; an ignored init image gives 0
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"mask": png_b64((255, 255, 255))}, "mask"),
+    ({"resize_mode": 1}, "resize_mode"),
+    ({"init_images": ["data:image/png;base64,@@@"]}, "init_images[0]"),
+    ({"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images[0]"),
+    ({"init_images": []}, "init_images"),
+    ({"denoising_strength": 1.5}, "denoising_strength"),
+])
+def test_img2img_what_cannot_be_honoured_is_422_naming_the_field(url, changes, field):
+    response = requests.post(f"{url}/sdapi/v1/img2img", json=webuiapi_img2img_body(**changes), timeout=60)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
