@@ -105,3 +105,17 @@ def test_no_module_outside_sotai_bench_imports_it():
                 if any(n == "sotai.bench" or n.startswith("sotai.bench.") for n in names):
                     offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
     assert offenders == [], f"the runtime core imports the benchmarks: {offenders}"
+
+
+def test_generate_with_an_init_image_paints_img2img(triton, tmp_path):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (200, 300), (30, 200, 60)).save(init)
+    out = tmp_path / "i2i.png"
+    run = sotai("generate", SCENE, "-o", str(out), "--steps", "4", "--width", "512", "--height", "512",
+                "--seed", "2", "--init-image", str(init), "--denoising-strength", "0.5", "--url", triton.grpc_url)
+    assert run.returncode == 0, run.stderr
+    assert "Denoising strength: 0.5" in Image.open(out).text["parameters"]
+    assert "diffusion 2/2" in run.stderr  # int(4 x 0.5) steps
+    missing = sotai("generate", SCENE, "-o", str(out), "--init-image", str(tmp_path / "none.png"),
+                    "--url", triton.grpc_url)
+    assert missing.returncode != 0 and "--init-image" in missing.stderr and "none.png" in missing.stderr

@@ -45,6 +45,22 @@ def test_images_endpoint_returns_pngs_of_the_requested_size_and_the_seed(http):
     assert again["images"] == body["images"]
 
 
+def test_images_endpoint_takes_an_init_image_as_base64(http):
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 300), (30, 200, 60)).save(buf, format="PNG")
+    init = base64.b64encode(buf.getvalue()).decode("ascii")
+    body = {"tags": ["1girl"], "seed": 4, "steps": 4, "width": 512, "height": 512, "init_image": init,
+            "denoising_strength": 0.5}
+    response = http.post("/v1/images", json=body)
+    assert response.status_code == 200, response.text
+    png = base64.b64decode(response.json()["images"][0])
+    assert "Denoising strength: 0.5" in Image.open(io.BytesIO(png)).text["parameters"]
+    bad = http.post("/v1/images", json={**body, "init_image": "@@@"})
+    assert bad.status_code == 422 and bad.json()["field"] == "init_image"
+    wrong = http.post("/v1/images", json={**body, "init_image": base64.b64encode(b"GIF89a....").decode()})
+    assert wrong.status_code == 422 and wrong.json()["field"] == "init_image"
+
+
 def test_images_from_tags_bypass_rag(http):
     body = http.post("/v1/images", json={"tags": ["1girl", "night"], "seed": 4}).json()
     assert {"1girl", "night"} <= {t["tag"] for t in body["tags"]}
