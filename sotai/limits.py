@@ -17,6 +17,7 @@ NEGATIVE_PROMPT_MAX_CHARS = 2000
 # A tag prompt (Dart's output, or tags a client sends): up to TAGS_MAX given + 256 generated tags.
 PROMPT_MAX_CHARS = 12000
 STEPS_RANGE = (1, 100)
+STEPS_RANGE_OR_ZERO = (0, STEPS_RANGE[1])  # 0: the same as another field (hr_second_pass_steps)
 CFG_RANGE = (0.0, 30.0)
 SIZE_RANGE = (512, 2048)
 # 8 (the VAE's scale) x 4 (the UNet's two downsamplings): the exported UNet graph has no resize

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sotai import limits as L
+from sotai.diffusion.hires import HR_RESIZE_RANGE, HR_SCALE_RANGE, HR_UPSCALERS
 from sotai.errors import InvalidInput
 
 Kind = Literal["int", "float", "size", "choice", "text", "bool", "image"]
@@ -142,8 +143,15 @@ GENERATION_PARAMS: tuple[Param, ...] = (
     # img2img: the picture starts from this image (resized to width x height) instead of noise.
     Param("init_image", "image", b"", "img2img: the image to start from (resized to width x height)",
           (L.INIT_IMAGE_MAX_BYTES,)),
-    Param("denoising_strength", "float", 0.75, "img2img: how much of the init image is repainted (0: none, "
-          "1: all); int(steps x strength) steps run", L.DENOISING_RANGE),
+    Param("denoising_strength", "float", 0.75, "img2img and hires fix: how much is repainted (0: none, 1: all); "
+          "img2img runs int(steps x strength) steps", L.DENOISING_RANGE),
+    # Hires fix (A1111's): paint at width x height, upscale, denoise again at the larger size.
+    Param("enable_hr", "bool", False, "hires fix: upscale and paint a second pass"),
+    Param("hr_scale", "float", 2.0, "hires fix: upscale factor (unless hr_resize_x/y)", HR_SCALE_RANGE),
+    Param("hr_resize_x", "int", 0, "hires fix: target width (0: from hr_scale)", HR_RESIZE_RANGE),
+    Param("hr_resize_y", "int", 0, "hires fix: target height (0: from hr_scale)", HR_RESIZE_RANGE),
+    Param("hr_upscaler", "choice", "Latent", "hires fix: upscaler (A1111's names)", HR_UPSCALERS),
+    Param("hr_second_pass_steps", "int", 0, "hires fix: second-pass steps (0: steps)", L.STEPS_RANGE_OR_ZERO),
 )
 
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in GENERATION_PARAMS}

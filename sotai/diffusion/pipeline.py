@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from sotai.diffusion.hires import IMAGE_UPSCALERS, LATENT_MODES, HiresPlan, hires_plan
 from sotai.diffusion.components import GRAPHS, OPTIONAL_GRAPHS, Manifest
 from sotai.diffusion.png import PngParameters, encode_png
 from sotai.diffusion.preview import latent_preview
@@ -139,7 +140,15 @@ class SdxlGenerator:
 
         # 1. Check inputs before any compute.
         params = params.checked()
+        hires = hires_plan(params.width, params.height, params.steps, hr_scale=params.hr_scale,
+                           hr_resize_x=params.hr_resize_x, hr_resize_y=params.hr_resize_y,
+                           hr_second_pass_steps=params.hr_second_pass_steps,
+                           denoising_strength=params.denoising_strength) if params.enable_hr else None
         self.check_engine_limits(params)
+        if hires is not None:
+            self.check_engine_limits(params, hires.width, hires.height)
+            if params.hr_upscaler in IMAGE_UPSCALERS:
+                self.require_vae_encoder("hr_upscaler")
         prompt = check_text("prompt", prompt, max_chars=PROMPT_MAX_CHARS)
         prompt, negative = animagine_prompts(
             prompt, params.negative_prompt, rating=params.rating,
@@ -179,23 +188,28 @@ class SdxlGenerator:
         }
 
         # 6. Denoising loop (asking should_stop before each step, so a stop costs at most the step under way).
-        for i, t in enumerate(timesteps):
-            if should_stop(i) == FINISH:
-                break
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = self.unet(model_input, t, cond)
-            if do_cfg:
-                uncond, text = noise_pred.chunk(2)
-                noise_pred = uncond + params.cfg_scale * (text - uncond)
-            out = scheduler.step(noise_pred, t, latents, generator=generator, return_dict=True)
-            latents = out.prev_sample
-            if progress is not None:
-                x0 = getattr(out, "pred_original_sample", None)
-                progress(i + 1, len(timesteps), latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
+        total = len(timesteps) + (hires.steps if hires else 0)
+        latents, finished = self.denoise(latents, timesteps, scheduler, cond, params.cfg_scale, generator,
+                                         progress, should_stop, first=0, total=total)
 
-        # 7. Decode to uint8 images and PNGs (unless the request was abandoned during the last step).
-        should_stop(len(timesteps))
+        # 7. Hires fix: upscale (the latents, or the picture through the VAE), noise it to the second pass's
+        #    first timestep and denoise again at the target size (A1111's txt2img hires pass).
+        if hires is not None and not finished:
+            latents = self.upscale(latents, params.hr_upscaler, hires, generator)
+            scheduler = make_scheduler(params.scheduler, self.scheduler_config)
+            scheduler.set_timesteps(max(hires.schedule, 1), device=self.device)
+            hr_timesteps = scheduler.timesteps[hires.start * scheduler.order:] if hires.steps else scheduler.timesteps[:0]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(hires.start * scheduler.order)
+            if len(hr_timesteps):
+                noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(self.device)
+                latents = scheduler.add_noise(latents, noise, hr_timesteps[:1])
+            cond = {**cond, "time_ids": self.add_time_ids(hires.height, hires.width).repeat(rows, 1)}
+            latents, _ = self.denoise(latents, hr_timesteps, scheduler, cond, params.cfg_scale, generator,
+                                      progress, should_stop, first=len(timesteps), total=total)
+
+        # 8. Decode to uint8 images and PNGs (unless the request was abandoned during the last step).
+        should_stop(total)
         images = self.decode(latents)
         sampler = A1111_NAMES[params.scheduler]
         pngs = [
@@ -203,7 +217,8 @@ class SdxlGenerator:
                 prompt=prompt, negative_prompt=negative if do_cfg else "", steps=params.steps, sampler=sampler,
                 cfg_scale=params.cfg_scale, seed=seed, width=params.width, height=params.height,
                 model=self.manifest.model_name, batch_size=n, batch_pos=k,
-                denoising_strength=params.denoising_strength if params.init_image else None,
+                denoising_strength=params.denoising_strength if params.init_image or hires else None,
+                hires=self.hires_infotext(params, hires),
             ))
             for k, img in enumerate(images)
         ]
@@ -212,17 +227,72 @@ class SdxlGenerator:
 
     # -- the steps -------------------------------------------------------------------------------
 
-    def check_engine_limits(self, params: GenerationParams) -> None:
-        """Requests the TensorRT engines cannot take are refused here, naming the field and the limit."""
+    def denoise(self, latents, timesteps, scheduler, cond: dict, cfg_scale: float, generator, progress, should_stop,
+                *, first: int, total: int):
+        """The denoising loop over `timesteps` -> (latents, True if should_stop said FINISH). Steps are
+        numbered from `first` of `total` (the hires pass continues the count of the first one)."""
+        import torch
+
+        do_cfg = cfg_scale > 1.0
+        for i, t in enumerate(timesteps):
+            if should_stop(first + i) == FINISH:
+                return latents, True
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = self.unet(model_input, t, cond)
+            if do_cfg:
+                uncond, text = noise_pred.chunk(2)
+                noise_pred = uncond + cfg_scale * (text - uncond)
+            out = scheduler.step(noise_pred, t, latents, generator=generator, return_dict=True)
+            latents = out.prev_sample
+            if progress is not None:
+                x0 = getattr(out, "pred_original_sample", None)
+                progress(first + i + 1, total, latent_preview((x0 if x0 is not None else latents)[0].float().cpu().numpy()))
+        return latents, False
+
+    def upscale(self, latents, upscaler: str, hires: HiresPlan, generator):
+        """Latents at the base size -> latents at the hires size, as A1111's hires fix upscales them."""
+        import torch
+
+        size = (hires.height // self.vae_scale_factor, hires.width // self.vae_scale_factor)
+        if upscaler in LATENT_MODES:
+            mode, antialias = LATENT_MODES[upscaler]
+            return torch.nn.functional.interpolate(latents, size=size, mode=mode, antialias=antialias)
+        from PIL import Image
+
+        resample = getattr(Image, IMAGE_UPSCALERS[upscaler])
+        encoded = []
+        for image in self.decode(latents):
+            big = Image.fromarray(image).resize((hires.width, hires.height), resample)
+            encoded.append(self.encode_pixels(np.asarray(big), generator))
+        return torch.cat(encoded)
+
+    @staticmethod
+    def hires_infotext(params: GenerationParams, hires: HiresPlan | None) -> dict[str, str]:
+        """A1111's infotext keys of a hires pass (its `extra_generation_params`)."""
+        if hires is None:
+            return {}
+        fields = {"Hires upscale": f"{params.hr_scale:g}"} if not (params.hr_resize_x or params.hr_resize_y) else \
+            {"Hires resize": f"{hires.width}x{hires.height}"}
+        if params.hr_second_pass_steps:
+            fields["Hires steps"] = str(params.hr_second_pass_steps)
+        fields["Hires upscaler"] = params.hr_upscaler
+        return fields
+
+    def check_engine_limits(self, params: GenerationParams, width: int | None = None, height: int | None = None) -> None:
+        """Requests the TensorRT engines cannot take are refused here, naming the field and the limit
+        (width/height given: the hires pass's size, named by hr_scale)."""
         limits = self.engine_limits
         if limits is None:
             return
         if params.num_images > limits.max_images:
             raise InvalidInput("num_images", params.num_images,
                                f"must be at most {limits.max_images} with this repository's TensorRT engines")
-        if not any(s.covers(params.width, params.height) for s in limits.sizes):
+        field = "width" if width is None else "hr_scale"
+        width, height = width or params.width, height or params.height
+        if not any(s.covers(width, height) for s in limits.sizes):
             boxes = "; ".join(f"{s.width[0]}-{s.width[1]} x {s.height[0]}-{s.height[1]}" for s in limits.sizes)
-            raise InvalidInput("width", f"{params.width}x{params.height}",
+            raise InvalidInput(field, f"{width}x{height}",
                                f"width x height must lie in one of the TensorRT engines' size ranges ({boxes})")
 
     def encode_prompt(self, prompt: str, negative: str | None, do_cfg: bool):
@@ -280,12 +350,15 @@ class SdxlGenerator:
         ids = token_chunks(tokenizer, plain, field)
         return ids, np.ones(ids.shape, dtype=np.float32)
 
+    def require_vae_encoder(self, field: str) -> None:
+        if "vae_encoder" not in self.runners or "vae_encoder" not in self.manifest.io:
+            raise InvalidInput(field, "<needs the VAE encoder>", "this repository has no VAE encoder (exported "
+                               "before img2img): export it again (`make export`) and restart Triton")
+
     def img2img_timesteps(self, scheduler, params: GenerationParams):
         """The timesteps an img2img request runs: the last int(steps x strength), none at strength 0
         (diffusers' StableDiffusionXLImg2ImgPipeline.get_timesteps; A1111 runs about as many)."""
-        if "vae_encoder" not in self.runners or "vae_encoder" not in self.manifest.io:
-            raise InvalidInput("init_image", "<image>", "this repository has no VAE encoder (exported before "
-                               "img2img): export it again (`make export`) and restart Triton")
+        self.require_vae_encoder("init_image")
         run = min(int(params.steps * params.denoising_strength), params.steps)
         start = (params.steps - run) * scheduler.order
         if hasattr(scheduler, "set_begin_index"):
@@ -302,7 +375,13 @@ class SdxlGenerator:
 
         with Image.open(io.BytesIO(data)) as im:
             rgb = im.convert("RGB").resize((width, height), Image.LANCZOS)
-        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        return self.encode_pixels(np.asarray(rgb), generator)
+
+    def encode_pixels(self, rgb: np.ndarray, generator) -> "torch.Tensor":
+        """HxWx3 uint8 -> scaled latents [1, C, h, w], a sample of the VAE's distribution (the request's generator)."""
+        import torch
+
+        pixels = torch.from_numpy(rgb.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
         dtype = _torch_dtype(self.manifest.input_dtype("vae_encoder", "sample"))
         moments = self._run("vae_encoder", {"sample": pixels.to(self.device, dtype)})["latent_parameters"]
         mean, logvar = moments.to(torch.float32).chunk(2, dim=1)

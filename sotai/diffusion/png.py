@@ -10,7 +10,7 @@ The chunk is three lines, as the AUTOMATIC1111 web UI writes it (and Civitai, Co
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,7 +30,8 @@ class PngParameters:
     model: str
     batch_size: int = 1
     batch_pos: int = 0
-    denoising_strength: float | None = None  # img2img only
+    denoising_strength: float | None = None  # img2img and hires fix
+    hires: dict = field(default_factory=dict)  # A1111's "Hires upscale", "Hires steps", "Hires upscaler" ...
 
     def to_text(self) -> str:
         fields = [
@@ -46,6 +47,7 @@ class PngParameters:
             fields += [f"Batch size: {self.batch_size}", f"Batch pos: {self.batch_pos}"]
         if self.denoising_strength is not None:
             fields.append(f"Denoising strength: {self.denoising_strength:g}")
+        fields += [f"{k}: {v}" for k, v in self.hires.items()]
         return f"{_one_line(self.prompt)}\nNegative prompt: {_one_line(self.negative_prompt)}\n" + ", ".join(fields)
 
 
