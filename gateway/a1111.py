@@ -14,12 +14,15 @@
 
 txt2img fields (A1111's StableDiffusionTxt2ImgProcessingAPI):
 - honoured: prompt, negative_prompt, steps, cfg_scale, width, height, seed, batch_size, n_iter,
-  sampler_name / sampler_index + scheduler (every spelling A1111 maps: see a1111_names.py), send_images.
+  sampler_name / sampler_index + scheduler (every spelling A1111 maps: see a1111_names.py), send_images;
+  hires fix: enable_hr, hr_scale, hr_resize_x, hr_resize_y, hr_upscaler (latent modes, None, Lanczos,
+  Nearest), hr_second_pass_steps, denoising_strength (with enable_hr).
 - accepted without effect, with a note in info: clip_skip, override_settings.CLIP_stop_at_last_layers
   (SDXL already uses the penultimate layer).
-- ignored and listed in `info.sotai.ignored` when set: every other field (eta, s_noise, hr_* while
-  enable_hr is false, denoising_strength, override_settings.*, extension keys ...).
-- refused (422 naming the field) when they ask for something: enable_hr, restore_faces, tiling,
+- ignored and listed in `info.sotai.ignored` when set: every other field (eta, s_noise, firstphase_*,
+  override_settings.*, extension keys ...); hr_* and denoising_strength without enable_hr, as A1111.
+- refused (422 naming the field) when they ask for something: hr_prompt, hr_negative_prompt,
+  hr_sampler_name, hr_scheduler, hr_checkpoint_name (a second pass unlike the first), restore_faces, tiling,
   subseed_strength, styles, script_name, alwayson_scripts, refiner_checkpoint; a sampler/schedule type
   this server does not have.
 img2img fields (A1111's StableDiffusionImg2ImgProcessingAPI), besides txt2img's:
@@ -46,6 +49,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from sotai.client import GenerateRequest, GenerateResult, Progress
+from sotai.diffusion.hires import IMAGE_UPSCALERS, LATENT_MODES
 from sotai.errors import InvalidInput
 from sotai.limits import NUM_IMAGES_RANGE, check_int
 from sotai.params import PARAMS_BY_NAME, GenerationParams
@@ -58,7 +62,8 @@ router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
 # Features this server does not have: asking for them is an error, not a silent no-op.
-REFUSED = {"enable_hr": False, "restore_faces": False, "tiling": False, "subseed_strength": 0,
+REFUSED = {"hr_checkpoint_name": None, "hr_prompt": "", "hr_negative_prompt": "", "hr_sampler_name": None,
+           "hr_scheduler": None, "restore_faces": False, "tiling": False, "subseed_strength": 0,
            "styles": [], "script_name": "", "alwayson_scripts": {}, "refiner_checkpoint": ""}
 CLIP_SKIP_NOTE = ("no further effect: SDXL already conditions on the text encoders' penultimate layer "
                   "(as A1111 does for SDXL)")
@@ -87,6 +92,17 @@ class Txt2ImgRequest(BaseModel):
     batch_size: int = 1
     n_iter: int = 1
     enable_hr: bool = False
+    hr_scale: float = 2.0  # A1111's defaults
+    hr_upscaler: str | None = None  # None: "Latent", A1111's latent_upscale_default_mode
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    denoising_strength: float | None = None  # the hires pass's (A1111 txt2img uses it only with enable_hr)
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str | None = ""
+    hr_negative_prompt: str | None = ""
     restore_faces: bool | None = False
     tiling: bool | None = False
     subseed_strength: float = 0
@@ -108,7 +124,7 @@ class Img2ImgRequest(Txt2ImgRequest):
     ]})
 
     init_images: list[str] = Field(description="base64 PNG/JPEG/WebP (a data: URL prefix is allowed); one image")
-    denoising_strength: float = 0.75  # A1111's default
+    denoising_strength: float | None = 0.75  # A1111's default
     resize_mode: int = 0
     mask: str | None = None
     include_init_images: bool = False
@@ -129,9 +145,16 @@ def model_title(state: GatewayState) -> str:
     return {"animagine": "animagine-xl-3.0"}.get(state.settings.profile, f"sotai-{state.settings.profile}")
 
 
+HIRES_FIELDS = ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "denoising_strength")
+# The second pass's own prompt, sampler or model: honoured only when it is the first pass's own.
+SAME_AS = {"hr_prompt": "prompt", "hr_negative_prompt": "negative_prompt", "hr_sampler_name": "sampler_name"}
+
+
 def _refused(body: Txt2ImgRequest) -> None:
     for name, off in REFUSED.items():
         value = getattr(body, name)
+        if name.startswith("hr_") and (not body.enable_hr or (name in SAME_AS and value == getattr(body, SAME_AS[name]))):
+            continue  # A1111 reads hr_* only with enable_hr
         if value not in (None, off, "", [], {}):
             raise InvalidInput(name, value, f"is not supported by this server (leave it at {off!r})")
 
@@ -140,6 +163,10 @@ def _ignored(body: Txt2ImgRequest) -> list[str]:
     """Fields sent with a value that has no effect here (A1111 fields this server does not model)."""
     extras = sorted(k for k, v in (body.model_extra or {}).items() if v not in (None, "", [], {}, False, 0, -1))
     extras = [k for k in extras if k != "clip_skip"]
+    if not body.enable_hr and not isinstance(body, Img2ImgRequest):
+        # Sent, but without enable_hr A1111 reads none of them either.
+        extras += sorted(k for k in HIRES_FIELDS if k in body.model_fields_set
+                         and getattr(body, k) not in (None, "", [], {}, False, 0))
     return extras + sorted(f"override_settings.{k}" for k in (body.override_settings or {})
                            if k != "CLIP_stop_at_last_layers")
 
@@ -150,6 +177,18 @@ def params_of(body: Txt2ImgRequest, state: GatewayState, **img2img) -> Generatio
         seed=body.seed, negative_prompt=body.negative_prompt, num_images=body.batch_size,
         scheduler=sampler_of(body).scheduler, **img2img,
     )
+
+
+def hires_of(body: Txt2ImgRequest) -> dict:
+    """A txt2img body's hires-fix fields as our parameters (none unless enable_hr, as A1111)."""
+    if not body.enable_hr:
+        return {}
+    hires = {"enable_hr": True, "hr_scale": body.hr_scale, "hr_upscaler": body.hr_upscaler or "Latent",
+             "hr_second_pass_steps": body.hr_second_pass_steps, "hr_resize_x": body.hr_resize_x,
+             "hr_resize_y": body.hr_resize_y}
+    if body.denoising_strength is not None:
+        hires["denoising_strength"] = body.denoising_strength
+    return hires
 
 
 def img2img_of(body: Img2ImgRequest) -> dict:
@@ -196,7 +235,7 @@ def _infotext(png: bytes) -> str:
 
 @router.post("/txt2img", response_model=Txt2ImgResponse, summary="A1111 txt2img (Japanese prompts go through RAG and Dart)")
 async def txt2img(body: Txt2ImgRequest, request: Request) -> Txt2ImgResponse:
-    return await _generate(body, request)
+    return await _generate(body, request, hires_of(body))
 
 
 @router.post("/img2img", response_model=Txt2ImgResponse, summary="A1111 img2img: one init image repainted at "
@@ -205,9 +244,10 @@ async def img2img(body: Img2ImgRequest, request: Request) -> Txt2ImgResponse:
     return await _generate(body, request, img2img_of(body))
 
 
-async def _generate(body: Txt2ImgRequest, request: Request, img2img: dict | None = None) -> Txt2ImgResponse:
+async def _generate(body: Txt2ImgRequest, request: Request, extra: dict | None = None) -> Txt2ImgResponse:
+    """txt2img and img2img: `extra` holds the hires-fix or the init-image parameters."""
     state: GatewayState = request.app.state.sotai
-    img2img = img2img or {}
+    extra = extra or {}
     _refused(body)
     chosen = sampler_of(body)
     clip_skip = clip_skip_of(body)
@@ -218,7 +258,7 @@ async def _generate(body: Txt2ImgRequest, request: Request, img2img: dict | None
     if not body.prompt.strip():
         raise InvalidInput("prompt", body.prompt, "must not be empty or only whitespace")
     japanese = bool(JAPANESE.search(body.prompt))
-    params = params_of(body, state, **img2img)
+    params = params_of(body, state, **extra)
     base = GenerateRequest(text=body.prompt, params=params, timeout_s=body.timeout_s) if japanese \
         else GenerateRequest(prompt=body.prompt, params=params, timeout_s=body.timeout_s)
     base = base.checked()  # seed -1 -> a concrete seed, shared by the iterations
@@ -245,7 +285,7 @@ async def _generate(body: Txt2ImgRequest, request: Request, img2img: dict | None
         "restore_faces": False, "sd_model_name": model_title(state), "sd_model_hash": None,
         "index_of_first_image": 0, "infotexts": [_infotext(png) for png in images], "styles": [],
         "job_timestamp": timestamp, "clip_skip": clip_skip or 1, "version": "sotai",
-        **({"denoising_strength": base.params.denoising_strength} if img2img else {}),
+        **({"denoising_strength": base.params.denoising_strength} if extra else {}),
         "sotai": {
             "input": "japanese_text" if japanese else "tags",
             "route": first.route,
@@ -257,7 +297,7 @@ async def _generate(body: Txt2ImgRequest, request: Request, img2img: dict | None
         },
     }
     parameters = body.model_dump(exclude_none=False)
-    if img2img:
+    if "init_image" in extra:
         parameters["init_images"] = [f"<{len(base.params.init_image)} bytes>"]  # not echoed back, as A1111
     return Txt2ImgResponse(images=[base64.b64encode(p).decode("ascii") for p in images] if body.send_images else [],
                            parameters=parameters, info=json.dumps(info, ensure_ascii=False))
@@ -324,9 +364,9 @@ async def loras() -> list[dict]:
     return []
 
 
-@router.get("/latent-upscale-modes", summary="none: hires fix is not available here")
+@router.get("/latent-upscale-modes", summary="the hires fix's latent upscalers (A1111's names)")
 async def latent_upscale_modes() -> list[dict]:
-    return []
+    return [{"name": name} for name in LATENT_MODES]
 
 
 @router.get("/cmd-flags", summary="A1111's command-line flags, as this server stands")
@@ -350,9 +390,10 @@ async def sd_vae() -> list[dict]:
     return []
 
 
-@router.get("/upscalers", summary="no upscalers")
+@router.get("/upscalers", summary="the image-space upscalers of the hires fix (A1111's UpscalerItem)")
 async def upscalers() -> list[dict]:
-    return []
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for name in IMAGE_UPSCALERS]
 
 
 def _options(state: GatewayState) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def test_full_front_end_body_with_batches_and_iterations(url):
     assert info["clip_skip"] == 2 and "no further effect" in info["sotai"]["notes"]["clip_skip"]
 
 
-@pytest.mark.parametrize("field, value", [("enable_hr", True), ("restore_faces", True), ("sampler_name", "LMS"),
+@pytest.mark.parametrize("field, value", [("restore_faces", True), ("sampler_name", "LMS"),
                                           ("width", 1001), ("steps", 0), ("n_iter", 9), ("prompt", " ")])
 def test_what_cannot_be_honoured_is_422_naming_the_field(url, field, value):
     payload = {"prompt": "1girl", "steps": 2, field: value}
@@ -169,9 +169,12 @@ def test_webuiapi_start_up_and_txt2img_body(url):
     schedulers = requests.get(f"{url}/sdapi/v1/schedulers", timeout=10).json()
     assert [s["name"] for s in schedulers] == ["automatic", "karras"]
     assert all(set(s) == {"name", "label", "aliases", "default_rho", "need_inner_model"} for s in schedulers)
-    for path, empty in (("loras", []), ("latent-upscale-modes", []), ("sd-vae", []), ("upscalers", [])):
+    for path, empty in (("loras", []), ("sd-vae", [])):
         response = requests.get(f"{url}/sdapi/v1/{path}", timeout=10)
         assert response.status_code == 200 and response.json() == empty, path
+    for path in ("latent-upscale-modes", "upscalers"):  # the hires fix's (their contents: the hires test)
+        response = requests.get(f"{url}/sdapi/v1/{path}", timeout=10)
+        assert response.status_code == 200 and all("name" in item for item in response.json()), path
     assert requests.get(f"{url}/sdapi/v1/cmd-flags", timeout=10).json()["api"] is True
     # util_set_model(title): POST {"sd_model_checkpoint": title}
     assert requests.post(f"{url}/sdapi/v1/options", json={"sd_model_checkpoint": titles[0]}, timeout=10).status_code == 200
@@ -222,7 +225,10 @@ def test_a1111_prompt_weights_weight_one_paints_the_plain_prompt(url):
     ({"script_name": "x/y/z plot"}, "script_name"),
     ({"alwayson_scripts": {"ADetailer": {"args": [True]}}}, "alwayson_scripts"),
     ({"restore_faces": True}, "restore_faces"),
-    ({"enable_hr": True}, "enable_hr"),
+    ({"enable_hr": True, "hr_scale": 1.3}, "hr_scale"),
+    ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, "hr_upscaler"),
+    ({"enable_hr": True, "hr_prompt": "1boy"}, "hr_prompt"),
+    ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name"),
     ({"clip_skip": 13}, "clip_skip"),
     ({"override_settings": {"CLIP_stop_at_last_layers": "two"}}, "override_settings.CLIP_stop_at_last_layers"),
 ])
@@ -293,3 +299,23 @@ def test_img2img_what_cannot_be_honoured_is_422_naming_the_field(url, changes, f
     response = requests.post(f"{url}/sdapi/v1/img2img", json=webuiapi_img2img_body(**changes), timeout=60)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+def test_webuiapi_hires_fix_returns_the_upscaled_size_and_says_so(url):
+    body = webuiapi_txt2img_body(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent (nearest)", hr_second_pass_steps=2,
+                                 denoising_strength=0.6, hr_prompt="1girl, silver hair", hr_sampler_name="Euler a")
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=180)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert decode(data["images"][0]).size == (768, 768)
+    info = json.loads(data["info"])
+    text = info["infotexts"][0]
+    for words in ("Size: 512x512", "Hires upscale: 1.5", "Hires steps: 2", "Hires upscaler: Latent (nearest)",
+                  "Denoising strength: 0.6"):
+        assert words in text, text
+    assert info["denoising_strength"] == 0.6
+    assert not {"hr_scale", "hr_upscaler", "denoising_strength"} & set(info["sotai"]["ignored"])
+    modes = requests.get(f"{url}/sdapi/v1/latent-upscale-modes", timeout=10).json()
+    assert {"name": "Latent (nearest)"} in modes and len(modes) == 6
+    upscalers = [u["name"] for u in requests.get(f"{url}/sdapi/v1/upscalers", timeout=10).json()]
+    assert upscalers == ["None", "Lanczos", "Nearest"]
