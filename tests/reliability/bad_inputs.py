@@ -186,8 +186,11 @@ HTTP_ONLY = [
          body={"prompt": "1girl", "sampler_name": "DDIM"}, path="/sdapi/v1/txt2img"),
     Case("a1111-empty-prompt", "prompt", "must not be empty or only whitespace", body={"prompt": "  "},
          path="/sdapi/v1/txt2img"),
-    Case("a1111-hires-fix", "enable_hr", "is not supported by this server", body={"prompt": "1girl", "enable_hr": True},
+    Case("a1111-hires-size", "hr_scale", "the hires size must be a multiple of 32 in 512..2048",
+         body={"prompt": "1girl", "width": 512, "height": 512, "enable_hr": True, "hr_scale": 1.3},
          path="/sdapi/v1/txt2img"),
+    Case("a1111-img2img-base64", "init_images[0]", "is not valid base64",
+         body={"prompt": "1girl", "init_images": ["@@@"]}, path="/sdapi/v1/img2img"),
 ]
 
 CORPUS = BOTH + GRPC_ONLY + HTTP_ONLY
