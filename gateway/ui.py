@@ -22,7 +22,7 @@ import gradio as gr
 
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import CFG_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX, check_text
+from sotai.limits import CFG_RANGE, DENOISING_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX, check_text
 from sotai.params import GenerationParams
 
 if TYPE_CHECKING:
@@ -140,18 +140,27 @@ def _image(png: bytes):
     return Image.open(io.BytesIO(png))
 
 
+def ui_params(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler, init_image=None,
+              denoising_strength=0.75) -> GenerationParams:
+    """The page's settings as GenerationParams; a dropped picture (PIL) becomes img2img's init image (PNG)."""
+    width, height = (int(v) for v in size.split("x"))
+    png = b""
+    if init_image is not None:
+        buf = io.BytesIO()
+        init_image.convert("RGB").save(buf, format="PNG")
+        png = buf.getvalue()
+    return GenerationParams(
+        steps=int(steps), cfg_scale=float(cfg_scale), width=width, height=height,
+        seed=int(seed) if seed is not None else -1, negative_prompt=negative_prompt or "",
+        num_images=int(num_images), scheduler=scheduler, rating=rating, init_image=png,
+        denoising_strength=float(denoising_strength),
+    )
+
+
 def build_ui(state: "GatewayState") -> gr.Blocks:
     s = state.settings
     defaults = GenerationParams.from_settings(s)
     sizes = size_choices((defaults.width, defaults.height))
-
-    def params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler) -> GenerationParams:
-        width, height = (int(v) for v in size.split("x"))
-        return GenerationParams(
-            steps=int(steps), cfg_scale=float(cfg_scale), width=width, height=height,
-            seed=int(seed) if seed is not None else -1, negative_prompt=negative_prompt or "",
-            num_images=int(num_images), scheduler=scheduler, rating=rating,
-        )
 
     def editor(current: list[dict], suggestions: list[dict]):
         """The editor's components for a list: checkboxes, move choices, suggestions, the tags to paint."""
@@ -162,8 +171,8 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                 gr.update(choices=[(tag_label(t), t["tag"]) for t in suggestions], value=None),
                 ", ".join(names))
 
-    async def make_tags(text, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler):
-        params = params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler)
+    async def make_tags(text, *settings):
+        params = ui_params(*settings)
         try:
             request = GenerateRequest(text=text or "", params=params).checked()
             result = await state.pool.tags(request)
@@ -196,8 +205,8 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
             return editor(current, suggestions)
         return editor(*add_tag(current, suggestions, name))
 
-    async def generate(text, current, cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler):
-        params = params_of(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler)
+    async def generate(text, current, *settings):
+        params = ui_params(*settings)
         try:
             # The edited list when there is one (「タグ生成」), else the text in one click.
             if current:
@@ -247,6 +256,11 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                     rating = gr.Dropdown(list(RATINGS), value=defaults.rating, label="レーティング")
                     scheduler = gr.Dropdown([(SCHEDULER_LABELS[k], k) for k in SCHEDULERS], value=defaults.scheduler,
                                             label="サンプラー")
+                with gr.Accordion("img2img（元画像から描き直す）", open=False):
+                    init_image = gr.Image(label="元画像（ドロップ）", type="pil", sources=["upload", "clipboard"],
+                                          elem_id="sotai-init-image")
+                    denoising_strength = gr.Slider(*DENOISING_RANGE, value=defaults.denoising_strength, step=0.05,
+                                                   label="描き直しの強さ（denoising strength）")
                 with gr.Row():
                     make_button = gr.Button("タグ生成", elem_id="sotai-make-tags")
                     button = gr.Button("生成開始", variant="primary", elem_id="sotai-generate")
@@ -276,7 +290,8 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                                     elem_id="sotai-tags")
                 prompt = gr.Textbox(label="最終プロンプト", interactive=False, elem_id="sotai-prompt")
                 seed_used = gr.Number(label="使用したシード", precision=0, interactive=False, elem_id="sotai-seed")
-        settings_inputs = [cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler]
+        settings_inputs = [cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler, init_image,
+                           denoising_strength]
         editor_outputs = [current, suggestions, edit_tags, move_which, suggest, edited]
         make_button.click(make_tags, inputs=[text, *settings_inputs], outputs=editor_outputs,
                           api_visibility="private", concurrency_limit=None)

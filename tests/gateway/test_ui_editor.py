@@ -50,3 +50,23 @@ def test_a_bad_typed_tag_names_the_field():
     with pytest.raises(InvalidInput) as err:
         add_tag([], [], "x" * 200)
     assert err.value.field == "tag"
+
+
+def test_a_dropped_picture_becomes_the_init_image_of_img2img():
+    import io
+
+    from PIL import Image
+
+    from sotai.diffusion.png import decode_png
+    from sotai.gateway.ui import ui_params
+
+    picture = Image.new("RGBA", (300, 200), (10, 200, 30, 255))
+    params = ui_params(7.0, 4, "512x768", 1, "", 3, "general", "euler_a", picture, 0.4)
+    assert params.denoising_strength == 0.4 and (params.width, params.height) == (512, 768)
+    pixels = decode_png(params.init_image)
+    assert pixels.shape == (200, 300, 3) and tuple(pixels[0, 0]) == (10, 200, 30)
+    assert params.checked().init_image == params.init_image
+    assert ui_params(7.0, 4, "512x768", 1, "", 3, "general", "euler_a", None, 0.75).init_image == b""
+    with pytest.raises(InvalidInput) as caught:
+        ui_params(7.0, 4, "512x768", 1, "", 3, "general", "euler_a", picture, 1.5).checked()
+    assert caught.value.field == "denoising_strength"
