@@ -108,6 +108,12 @@ def run_model(binary: str, model: str, url: str, protocol: str, levels: list[int
         started = time.monotonic()
         result = subprocess.run(perf_command(binary, model, url, protocol, level, n, input_data, part),
                                 capture_output=True, text=True, cwd=PROJECT_ROOT)
+        if result.returncode != 0 and "Failed to obtain stable measurement" in result.stdout + result.stderr:
+            # Shared or busy cores: windows twice as long average the noise out (seen on 2-core CI).
+            print(f"  {model:<10} concurrency {level}: not stable in {n}-request windows; again with {2 * n}",
+                  flush=True)
+            result = subprocess.run(perf_command(binary, model, url, protocol, level, 2 * n, input_data, part),
+                                    capture_output=True, text=True, cwd=PROJECT_ROOT)
         if result.returncode != 0 or not part.is_file():
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise SotaiError(f"perf_analyzer failed for {model} at concurrency {level}:\n{tail}")
