@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from sotai.client import GenerateRequest, GenerateResult, Progress
+from sotai.diffusion.hires import HR_SCALE_RANGE, HR_UPSCALERS
 from sotai.errors import InvalidInput, SotaiError
 from sotai.limits import CFG_RANGE, DENOISING_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX, check_text
 from sotai.params import GenerationParams
@@ -141,8 +142,10 @@ def _image(png: bytes):
 
 
 def ui_params(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler, init_image=None,
-              denoising_strength=0.75) -> GenerationParams:
-    """The page's settings as GenerationParams; a dropped picture (PIL) becomes img2img's init image (PNG)."""
+              denoising_strength=0.75, enable_hr=False, hr_scale=2.0, hr_upscaler="Latent",
+              hr_second_pass_steps=0) -> GenerationParams:
+    """The page's settings as GenerationParams; a dropped picture (PIL) becomes img2img's init image (PNG);
+    the hires fix (A1111's) paints at the size chosen, then at hr_scale times it."""
     width, height = (int(v) for v in size.split("x"))
     png = b""
     if init_image is not None:
@@ -153,7 +156,8 @@ def ui_params(cfg_scale, steps, size, num_images, negative_prompt, seed, rating,
         steps=int(steps), cfg_scale=float(cfg_scale), width=width, height=height,
         seed=int(seed) if seed is not None else -1, negative_prompt=negative_prompt or "",
         num_images=int(num_images), scheduler=scheduler, rating=rating, init_image=png,
-        denoising_strength=float(denoising_strength),
+        denoising_strength=float(denoising_strength), enable_hr=bool(enable_hr), hr_scale=float(hr_scale),
+        hr_upscaler=hr_upscaler, hr_second_pass_steps=int(hr_second_pass_steps),
     )
 
 
@@ -260,7 +264,13 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                     init_image = gr.Image(label="元画像（ドロップ）", type="pil", sources=["upload", "clipboard"],
                                           elem_id="sotai-init-image")
                     denoising_strength = gr.Slider(*DENOISING_RANGE, value=defaults.denoising_strength, step=0.05,
-                                                   label="描き直しの強さ（denoising strength）")
+                                                   label="描き直しの強さ（denoising strength、Hires fix にも）")
+                with gr.Accordion("Hires fix（拡大してもう一度描く）", open=False):
+                    enable_hr = gr.Checkbox(value=False, label="Hires fix を使う", elem_id="sotai-enable-hr")
+                    hr_scale = gr.Slider(*HR_SCALE_RANGE, value=defaults.hr_scale, step=0.25, label="拡大率")
+                    hr_upscaler = gr.Dropdown(list(HR_UPSCALERS), value=defaults.hr_upscaler, label="アップスケーラー")
+                    hr_second_pass_steps = gr.Slider(0, STEPS_RANGE[1], value=0, step=1,
+                                                     label="2 回目のステップ数（0 = ステップ数と同じ）")
                 with gr.Row():
                     make_button = gr.Button("タグ生成", elem_id="sotai-make-tags")
                     button = gr.Button("生成開始", variant="primary", elem_id="sotai-generate")
@@ -291,7 +301,7 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                 prompt = gr.Textbox(label="最終プロンプト", interactive=False, elem_id="sotai-prompt")
                 seed_used = gr.Number(label="使用したシード", precision=0, interactive=False, elem_id="sotai-seed")
         settings_inputs = [cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler, init_image,
-                           denoising_strength]
+                           denoising_strength, enable_hr, hr_scale, hr_upscaler, hr_second_pass_steps]
         editor_outputs = [current, suggestions, edit_tags, move_which, suggest, edited]
         make_button.click(make_tags, inputs=[text, *settings_inputs], outputs=editor_outputs,
                           api_visibility="private", concurrency_limit=None)

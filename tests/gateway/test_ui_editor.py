@@ -70,3 +70,12 @@ def test_a_dropped_picture_becomes_the_init_image_of_img2img():
     with pytest.raises(InvalidInput) as caught:
         ui_params(7.0, 4, "512x768", 1, "", 3, "general", "euler_a", picture, 1.5).checked()
     assert caught.value.field == "denoising_strength"
+
+
+def test_the_page_s_hires_fix_settings_reach_the_parameters():
+    from sotai.gateway.ui import ui_params
+
+    params = ui_params(7.0, 4, "512x768", 1, "", 3, "general", "euler_a", None, 0.6, True, 1.5, "Latent (nearest)", 3)
+    assert (params.enable_hr, params.hr_scale, params.hr_upscaler, params.hr_second_pass_steps) == \
+        (True, 1.5, "Latent (nearest)", 3)
+    assert params.checked().denoising_strength == 0.6
