@@ -41,6 +41,9 @@ class Point:
     p90_ms: float
     p95_ms: float
     p99_ms: float
+    # False when perf_analyzer's windows never settled and the point is one fixed-count run instead
+    # (busy or shared cores): the figure is real but noisier, and the table says so.
+    stable: bool = True
 
 
 def find_perf_analyzer(explicit: str | None = None) -> str:
@@ -71,28 +74,29 @@ def register(bench_subparsers) -> None:
 
 
 def perf_command(binary: str, model: str, url: str, protocol: str, concurrency: int, requests: int,
-                 input_data: Path, csv_file: Path) -> list[str]:
-    return [
-        binary, "-m", model, "-u", url, "-i", protocol, "--input-data", str(input_data),
-        "--concurrency-range", f"{concurrency}:{concurrency}",
-        # Count windows, not time windows: a slow CPU request still gets a full sample. Stability is
-        # judged on the average latency (p99 of a few samples on shared cores never settles); the CSV
-        # still reports p50/p90/p95/p99.
-        "--measurement-mode", "count_windows", "--measurement-request-count", str(requests),
-        "--stability-percentage", "50", "--max-trials", "10",
-        "-f", str(csv_file),
-    ]
+                 input_data: Path, csv_file: Path, windows: bool = True) -> list[str]:
+    command = [binary, "-m", model, "-u", url, "-i", protocol, "--input-data", str(input_data),
+               "--concurrency-range", f"{concurrency}:{concurrency}", "-f", str(csv_file)]
+    if not windows:
+        # One run of exactly `requests` requests, no stability judgement (perf_analyzer's --request-count).
+        return command + ["--request-count", str(requests)]
+    # Count windows, not time windows: a slow CPU request still gets a full sample. Stability is
+    # judged on the average latency (p99 of a few samples on shared cores never settles); the CSV
+    # still reports p50/p90/p95/p99.
+    return command + ["--measurement-mode", "count_windows", "--measurement-request-count", str(requests),
+                      "--stability-percentage", "50", "--max-trials", "10"]
 
 
-def read_perf_csv(path: Path, model: str) -> list[Point]:
-    """perf_analyzer's CSV (latencies in microseconds) -> Points."""
+def read_perf_csv(path: Path, model: str, unstable: frozenset[int] = frozenset()) -> list[Point]:
+    """perf_analyzer's CSV (latencies in microseconds) -> Points; `unstable`: concurrencies measured once."""
     points = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             us = lambda key: float(row[key]) / 1000.0  # noqa: E731
             points.append(Point(model=model, concurrency=int(row["Concurrency"]),
                                 throughput=float(row["Inferences/Second"]), p50_ms=us("p50 latency"),
-                                p90_ms=us("p90 latency"), p95_ms=us("p95 latency"), p99_ms=us("p99 latency")))
+                                p90_ms=us("p90 latency"), p95_ms=us("p95 latency"), p99_ms=us("p99 latency"),
+                                stable=int(row["Concurrency"]) not in unstable))
     return points
 
 
@@ -101,19 +105,24 @@ def run_model(binary: str, model: str, url: str, protocol: str, levels: list[int
     if not input_data.is_file():
         raise MissingArtifact("perf_analyzer input data", input_data, "git checkout bench/")
     merged = out / f"triton-{model}.csv"
-    header, rows = None, []
+    header, rows, unstable = None, [], set()
     for level in levels:
         part = out / f".triton-{model}-c{level}.csv"
         n = requests * max(1, level // 2)
         started = time.monotonic()
-        result = subprocess.run(perf_command(binary, model, url, protocol, level, n, input_data, part),
-                                capture_output=True, text=True, cwd=PROJECT_ROOT)
-        if result.returncode != 0 and "Failed to obtain stable measurement" in result.stdout + result.stderr:
-            # Shared or busy cores: windows twice as long average the noise out (seen on 2-core CI).
-            print(f"  {model:<10} concurrency {level}: not stable in {n}-request windows; again with {2 * n}",
-                  flush=True)
-            result = subprocess.run(perf_command(binary, model, url, protocol, level, 2 * n, input_data, part),
+        # Shared or busy cores (2-core CI) may keep the windows from settling: windows twice as long
+        # first, then one fixed run of 4n requests, kept and marked unstable rather than failing the run.
+        attempts = [(n, True), (2 * n, True), (4 * n, False)]
+        for (count, windows), then in zip(attempts, attempts[1:] + [None]):
+            result = subprocess.run(perf_command(binary, model, url, protocol, level, count, input_data, part, windows),
                                     capture_output=True, text=True, cwd=PROJECT_ROOT)
+            settled = "Failed to obtain stable measurement" not in result.stdout + result.stderr
+            if result.returncode == 0 or settled or then is None:
+                break
+            again = f"{then[0]}-request windows" if then[1] else f"one run of {then[0]} requests, marked unstable"
+            print(f"  {model:<10} concurrency {level}: not stable in {count}-request windows; now {again}", flush=True)
+        if not windows:
+            unstable.add(level)
         if result.returncode != 0 or not part.is_file():
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise SotaiError(f"perf_analyzer failed for {model} at concurrency {level}:\n{tail}")
@@ -127,7 +136,7 @@ def run_model(binary: str, model: str, url: str, protocol: str, levels: list[int
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    return read_perf_csv(merged, model)
+    return read_perf_csv(merged, model, frozenset(unstable))
 
 
 def write_summary(points: list[Point], out: Path) -> Path:
@@ -169,7 +178,9 @@ def plot(points: list[Point], path: Path, title: str) -> Path:
 def print_table(points: list[Point]) -> None:
     print(f"{'model':<10} {'conc':>4} {'infer/s':>9} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}")
     for p in points:
-        print(f"{p.model:<10} {p.concurrency:>4} {p.throughput:>9.2f} {p.p50_ms:>9.1f} {p.p90_ms:>9.1f} {p.p99_ms:>9.1f}")
+        note = "" if p.stable else "  (unstable: one fixed-count run)"
+        print(f"{p.model:<10} {p.concurrency:>4} {p.throughput:>9.2f} {p.p50_ms:>9.1f} {p.p90_ms:>9.1f} "
+              f"{p.p99_ms:>9.1f}{note}")
 
 
 def cmd_bench_triton(args) -> int:

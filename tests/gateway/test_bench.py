@@ -84,6 +84,29 @@ def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsy
     assert (out / "triton.png").is_file() and (out / "triton-rag.csv").is_file()
 
 
+def test_windows_that_never_settle_end_in_one_fixed_run_marked_unstable(triton, tmp_path, capsys):
+    # A wrapper in front of the real perf_analyzer answers every windowed run as a busy 2-core machine
+    # does; the fixed-count run (--request-count) then reaches the real binary and the real Triton.
+    try:
+        real = bench.find_perf_analyzer()
+    except SotaiError as exc:
+        pytest.skip(str(exc))
+    wrapper = tmp_path / "perf_analyzer"
+    wrapper.write_text("#!/bin/sh\ncase \"$*\" in *--measurement-mode*) "
+                       "echo 'Failed to obtain stable measurement within 10 measurement windows'; exit 1;; esac\n"
+                       f"exec {real} \"$@\"\n")
+    wrapper.chmod(0o755)
+    out = bench.PROJECT_ROOT / "out" / "test" / "bench-unstable"
+    out.mkdir(parents=True, exist_ok=True)
+    (point,) = bench.run_model(str(wrapper), "rag", triton.grpc_url, "grpc", [1], 10, out)
+    printed = capsys.readouterr().out
+    assert "not stable in 10-request windows; now 20-request windows" in printed
+    assert "not stable in 20-request windows; now one run of 40 requests, marked unstable" in printed
+    assert not point.stable and point.throughput > 0 and point.p50_ms > 0
+    bench.print_table([point])
+    assert "(unstable: one fixed-count run)" in capsys.readouterr().out
+
+
 def _module(name: str) -> bool:
     import importlib.util
 
