@@ -28,7 +28,7 @@ from sotai.diffusion.conventions import conventions_for
 from sotai.diffusion.prompting import (
     animagine_prompts, emphasize, pad_chunks, pad_multipliers, token_chunks, unweighted, weighted_chunks,
 )
-from sotai.diffusion.schedulers import A1111_NAMES, make_scheduler
+from sotai.diffusion.schedulers import A1111_NAMES, noised_to_first, scheduled_tail
 from sotai.errors import InvalidInput, MissingArtifact, StageError
 from sotai.limits import PROMPT_MAX_CHARS, check_text
 from sotai.params import GenerationParams
@@ -149,6 +149,8 @@ class SdxlGenerator:
             self.check_engine_limits(params, hires.width, hires.height)
             if params.hr_upscaler in IMAGE_UPSCALERS:
                 self.require_vae_encoder("hr_upscaler")
+        if params.init_image:
+            self.require_vae_encoder("init_image")
         prompt = check_text("prompt", prompt, max_chars=PROMPT_MAX_CHARS)
         prompt, negative = animagine_prompts(
             prompt, params.negative_prompt, rating=params.rating,
@@ -163,9 +165,8 @@ class SdxlGenerator:
         embeds, pooled = self.encode_prompt(prompt, negative if do_cfg else None, do_cfg)
 
         # 3. Prepare timesteps (img2img: only the last int(steps x denoising_strength) of them).
-        scheduler = make_scheduler(params.scheduler, self.scheduler_config)
-        scheduler.set_timesteps(params.steps, device=self.device)
-        timesteps = self.img2img_timesteps(scheduler, params) if params.init_image else scheduler.timesteps
+        run = min(int(params.steps * params.denoising_strength), params.steps) if params.init_image else params.steps
+        scheduler, timesteps = scheduled_tail(params.scheduler, self.scheduler_config, params.steps, run, self.device)
 
         # 4. Prepare latents from the seed (drawn on the CPU generator, as diffusers does, then moved);
         #    img2img: the init image's latents, noised to the first timestep that runs.
@@ -173,7 +174,7 @@ class SdxlGenerator:
         if params.init_image:
             image_latents = self.encode_image(params.init_image, params.width, params.height, generator)
             image_latents = image_latents.repeat(params.num_images, 1, 1, 1)
-            latents = scheduler.add_noise(image_latents, noise, timesteps[:1]) if len(timesteps) else image_latents
+            latents = noised_to_first(scheduler, image_latents, noise, timesteps)
         else:
             latents = noise * scheduler.init_noise_sigma
 
@@ -189,23 +190,20 @@ class SdxlGenerator:
 
         # 6. Denoising loop (asking should_stop before each step, so a stop costs at most the step under way).
         total = len(timesteps) + (hires.steps if hires else 0)
-        latents, finished = self.denoise(latents, timesteps, scheduler, cond, params.cfg_scale, generator,
+        latents, finished = self.denoise(latents, timesteps, scheduler, cond, params.cfg_scale, do_cfg, generator,
                                          progress, should_stop, first=0, total=total)
 
         # 7. Hires fix: upscale (the latents, or the picture through the VAE), noise it to the second pass's
         #    first timestep and denoise again at the target size (A1111's txt2img hires pass).
         if hires is not None and not finished:
             latents = self.upscale(latents, params.hr_upscaler, hires, generator)
-            scheduler = make_scheduler(params.scheduler, self.scheduler_config)
-            scheduler.set_timesteps(max(hires.schedule, 1), device=self.device)
-            hr_timesteps = scheduler.timesteps[hires.start * scheduler.order:] if hires.steps else scheduler.timesteps[:0]
-            if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(hires.start * scheduler.order)
-            if len(hr_timesteps):
+            scheduler, hr_timesteps = scheduled_tail(params.scheduler, self.scheduler_config, hires.schedule,
+                                                     hires.steps, self.device)
+            if len(hr_timesteps):  # no noise is drawn for a pass that does not run (the generator's state)
                 noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(self.device)
-                latents = scheduler.add_noise(latents, noise, hr_timesteps[:1])
+                latents = noised_to_first(scheduler, latents, noise, hr_timesteps)
             cond = {**cond, "time_ids": self.add_time_ids(hires.height, hires.width).repeat(rows, 1)}
-            latents, _ = self.denoise(latents, hr_timesteps, scheduler, cond, params.cfg_scale, generator,
+            latents, _ = self.denoise(latents, hr_timesteps, scheduler, cond, params.cfg_scale, do_cfg, generator,
                                       progress, should_stop, first=len(timesteps), total=total)
 
         # 8. Decode to uint8 images and PNGs (unless the request was abandoned during the last step).
@@ -227,13 +225,12 @@ class SdxlGenerator:
 
     # -- the steps -------------------------------------------------------------------------------
 
-    def denoise(self, latents, timesteps, scheduler, cond: dict, cfg_scale: float, generator, progress, should_stop,
-                *, first: int, total: int):
+    def denoise(self, latents, timesteps, scheduler, cond: dict, cfg_scale: float, do_cfg: bool, generator, progress,
+                should_stop, *, first: int, total: int):
         """The denoising loop over `timesteps` -> (latents, True if should_stop said FINISH). Steps are
         numbered from `first` of `total` (the hires pass continues the count of the first one)."""
         import torch
 
-        do_cfg = cfg_scale > 1.0
         for i, t in enumerate(timesteps):
             if should_stop(first + i) == FINISH:
                 return latents, True
@@ -354,16 +351,6 @@ class SdxlGenerator:
         if "vae_encoder" not in self.runners or "vae_encoder" not in self.manifest.io:
             raise InvalidInput(field, "<needs the VAE encoder>", "this repository has no VAE encoder (exported "
                                "before img2img): export it again (`make export`) and restart Triton")
-
-    def img2img_timesteps(self, scheduler, params: GenerationParams):
-        """The timesteps an img2img request runs: the last int(steps x strength), none at strength 0
-        (diffusers' StableDiffusionXLImg2ImgPipeline.get_timesteps; A1111 runs about as many)."""
-        self.require_vae_encoder("init_image")
-        run = min(int(params.steps * params.denoising_strength), params.steps)
-        start = (params.steps - run) * scheduler.order
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
-        return scheduler.timesteps[start:]
 
     def encode_image(self, data: bytes, width: int, height: int, generator) -> "torch.Tensor":
         """PNG/JPEG bytes -> scaled latents [1, C, h, w]: resized to width x height (A1111's "Just resize"),

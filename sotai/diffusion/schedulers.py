@@ -26,3 +26,21 @@ def make_scheduler(name: str, config: dict):
     return DPMSolverMultistepScheduler.from_config(
         config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
     )
+
+
+def scheduled_tail(name: str, config: dict, schedule: int, run: int, device):
+    """A fresh scheduler set to a `schedule`-step run of which only the last `run` steps are taken
+    (img2img and the hires pass; diffusers' img2img get_timesteps) -> (scheduler, those timesteps)."""
+    scheduler = make_scheduler(name, config)
+    scheduler.set_timesteps(max(schedule, 1), device=device)
+    if run <= 0:
+        return scheduler, scheduler.timesteps[:0]
+    start = (schedule - run) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    return scheduler, scheduler.timesteps[start:]
+
+
+def noised_to_first(scheduler, latents, noise, timesteps):
+    """Clean latents noised to the first timestep that runs (unchanged when none runs)."""
+    return scheduler.add_noise(latents, noise, timesteps[:1]) if len(timesteps) else latents

@@ -70,7 +70,9 @@ def _dropped_token(monkeypatch, generator, p):
 def _dpmpp_without_karras(monkeypatch, generator, p):
     from diffusers import DPMSolverMultistepScheduler
 
-    monkeypatch.setattr(pipeline, "make_scheduler",
+    import sotai.diffusion.schedulers as schedulers
+
+    monkeypatch.setattr(schedulers, "make_scheduler",
                         lambda name, config: DPMSolverMultistepScheduler.from_config(config))
     p = p.__class__(**{**p.__dict__, "scheduler": "dpmpp_2m_karras"})
     return p, p
