@@ -11,14 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sotai.dtypes import numpy_type, wire_dtype
 from sotai.errors import InvalidInput, SotaiError
 
-# Triton config dtype -> (tritonclient wire dtype, numpy dtype)
-DTYPES = {
-    "TYPE_STRING": ("BYTES", np.object_), "TYPE_INT32": ("INT32", np.int32), "TYPE_INT64": ("INT64", np.int64),
-    "TYPE_FP32": ("FP32", np.float32), "TYPE_BOOL": ("BOOL", np.bool_), "TYPE_FP16": ("FP16", np.float16),
-    "TYPE_UINT8": ("UINT8", np.uint8),
-}
 # Models the client may call; `<stage>_stream` is the decoupled variant that streams progress.
 PIPELINE = ("sotai", "rag", "dart", "diffusion", "diffusion_stream", "diffusion_control")
 
@@ -55,7 +50,7 @@ class ModelInfo:
                 if name in defaults and _same(value, defaults[name]):
                     continue
                 raise InvalidInput(name.lower(), value, f"this server's `{self.name}` model has no {name} input")
-            wire, dtype = DTYPES[spec["data_type"]]
+            wire, dtype = wire_dtype(spec["data_type"]), numpy_type(spec["data_type"])
             if dtype is np.object_:
                 value = value.encode("utf-8") if isinstance(value, str) else value
             arr = np.array([value], dtype=dtype).reshape([1] * (1 + self.batched))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from sotai.dtypes import numpy_type, wire_dtype
 from sotai.params import GENERATION_PARAMS
 
 Target = Literal["cpu", "gpu", "tensorrt"]
@@ -30,15 +31,12 @@ class Tensor:
 
     @property
     def numpy_dtype(self):
-        import numpy as np
-
-        return {"STRING": np.object_, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32,
-                "FP16": np.float16, "UINT8": np.uint8, "BOOL": np.bool_}[self.dtype]
+        return numpy_type(self.dtype)
 
     @property
     def wire_dtype(self) -> str:
         """tritonclient's name for the dtype."""
-        return "BYTES" if self.dtype == "STRING" else self.dtype
+        return wire_dtype(self.dtype)
 
 
 @dataclass(frozen=True)

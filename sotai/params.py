@@ -210,11 +210,11 @@ def request_rows(rows: list[tuple[str, "GenerationParams"]]) -> dict[str, "np.nd
     """numpy arrays [len(rows), 1] of PROMPT and every parameter, for a batched `diffusion` request."""
     import numpy as np
 
-    from sotai.contracts import Tensor
+    from sotai.dtypes import numpy_type
 
     arrays = {"PROMPT": np.array([[prompt.encode("utf-8")] for prompt, _ in rows], dtype=np.object_)}
     for p in GENERATION_PARAMS:
-        dtype = Tensor(p.tensor, p.triton_dtype).numpy_dtype
+        dtype = numpy_type(p.triton_dtype)
         column = [getattr(params, p.name) for _, params in rows]
         if dtype is np.object_:
             column = [v.encode("utf-8") if isinstance(v, str) else v for v in column]
@@ -224,13 +224,11 @@ def request_rows(rows: list[tuple[str, "GenerationParams"]]) -> dict[str, "np.nd
 
 def infer_inputs(module, arrays: dict[str, "np.ndarray"]) -> list:
     """tritonclient InferInputs (module: tritonclient.grpc or .http) for named numpy arrays."""
-    import numpy as np
+    from sotai.dtypes import triton_dtype_of, wire_dtype
 
     inputs = []
     for name, arr in arrays.items():
-        wire = "BYTES" if arr.dtype == np.object_ else {np.dtype(np.bool_): "BOOL"}.get(arr.dtype, str(arr.dtype).upper())
-        wire = {"FLOAT32": "FP32", "FLOAT16": "FP16"}.get(wire, wire)
-        tensor = module.InferInput(name, list(arr.shape), wire)
+        tensor = module.InferInput(name, list(arr.shape), wire_dtype(triton_dtype_of(arr.dtype)))
         tensor.set_data_from_numpy(arr)
         inputs.append(tensor)
     return inputs

@@ -23,3 +23,16 @@ def test_the_ensemble_feeds_every_step_input_from_a_known_tensor():
         assert set(inputs.values()) <= available, f"{model} reads a tensor produced later"
         available |= set(outputs.values())
     assert {t.name for t in SOTAI.outputs} <= available
+
+
+def test_one_dtype_table_serves_configs_numpy_and_the_wire():
+    import numpy as np
+
+    from sotai.dtypes import NUMPY_NAMES, numpy_type, triton_dtype_of, wire_dtype
+
+    for triton in NUMPY_NAMES:
+        assert triton_dtype_of(np.zeros(1, dtype=numpy_type(triton)).dtype) == triton
+        assert numpy_type("TYPE_" + triton) is numpy_type(triton)
+    assert (wire_dtype("TYPE_STRING"), wire_dtype("FP16"), numpy_type("STRING")) == ("BYTES", "FP16", np.object_)
+    with pytest.raises(TypeError, match="float64 has no Triton tensor type"):
+        triton_dtype_of(np.float64)
