@@ -27,6 +27,7 @@ def test_the_ensemble_feeds_every_step_input_from_a_known_tensor():
 
 def test_one_dtype_table_serves_configs_numpy_and_the_wire():
     import numpy as np
+    import pytest
 
     from sotai.dtypes import NUMPY_NAMES, numpy_type, triton_dtype_of, wire_dtype
 
