@@ -21,6 +21,9 @@ from sotai.errors import InvalidInput
 # (12000) characters of English tags make at about 4 characters a token. The TensorRT engines'
 # shape profiles are built for it; a prompt past it is refused, never cut.
 MAX_PROMPT_CHUNKS = 40
+# A full chunk ends at its last comma when that is at most this many tokens back (A1111's default).
+COMMA_BACKTRACK = 20
+
 
 def _split_tags(text: str) -> list[str]:
     # Bracket-aware: `(silver hair, red eyes:1.2)` stays one item, its weight with it.
@@ -61,24 +64,17 @@ def token_chunks(tokenizer, text: str, field: str = "prompt") -> np.ndarray:
     """input_ids [n_chunks, model_max_length] for `text`; nothing is truncated.
 
     Up to model_max_length-2 tokens this is exactly what diffusers feeds the encoder (one padded
-    row). A longer prompt is split into rows of model_max_length-2 tokens, each with its own
-    start/end tokens, the way the A1111 web UI handles long prompts; the encoder outputs of the
-    rows are concatenated along the sequence, which the UNet's cross-attention accepts at any length.
+    row). A longer prompt is split into rows of at most model_max_length-2 tokens, each with its own
+    start/end tokens, the way the A1111 web UI handles long prompts (`chunk_layout`: a full row
+    moves the words after its last comma to the next); the encoder outputs of the rows are
+    concatenated along the sequence, which the UNet's cross-attention accepts at any length.
     """
     length = tokenizer.model_max_length
-    body = length - 2
     ids = tokenizer(text, add_special_tokens=False).input_ids
-    if len(ids) <= body:
+    if len(ids) <= length - 2:
         row = tokenizer(text, padding="max_length", max_length=length, truncation=True).input_ids
         return np.asarray([row], dtype=np.int64)
-    if len(ids) > body * MAX_PROMPT_CHUNKS:
-        raise InvalidInput(field, f"<{len(ids)} tokens>", f"must be at most {body * MAX_PROMPT_CHUNKS} CLIP tokens")
-    rows = []
-    for start in range(0, len(ids), body):
-        part = ids[start:start + body]
-        row = [tokenizer.bos_token_id, *part, tokenizer.eos_token_id]
-        rows.append(row + [tokenizer.pad_token_id] * (length - len(row)))
-    return np.asarray(rows, dtype=np.int64)
+    return chunk_layout(tokenizer, [(text, 1.0)], field)[0]
 
 
 def pad_chunks(tokenizer, rows: np.ndarray, n: int) -> np.ndarray:
@@ -102,26 +98,43 @@ def weighted_chunks(tokenizer, text: str, field: str = "prompt") -> tuple[np.nda
     Each piece of `parse_attention` is tokenized alone and its tokens get its weight (start, end
     and padding tokens 1.0), as A1111 does. The rows are laid out as `token_chunks` lays them out
     (a text without syntax gives its very rows). BREAK ends the chunk under way (an empty one too,
-    as A1111). Unlike A1111 a full chunk is not moved back to its last comma: long plain prompts
-    keep the chunking they had.
+    as A1111).
     """
-    pieces = parse_attention(text, field)
+    return chunk_layout(tokenizer, parse_attention(text, field), field)
+
+
+def chunk_layout(tokenizer, pieces: list[tuple[str, float]], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, multipliers) of weighted pieces laid out in chunks as A1111's `tokenize_line`:
+    75 tokens a chunk; BREAK ends the chunk under way; a chunk that fills up while its last comma
+    is at most COMMA_BACKTRACK tokens back ends after that comma, the rest moving to the next
+    chunk (A1111's "Prompt word wrap length limit", default 20). Rows: start, tokens, end, padding
+    (diffusers' layout, so a short prompt is exactly diffusers' row)."""
     length = tokenizer.model_max_length
     body = length - 2
+    comma = tokenizer.convert_tokens_to_ids(",</w>")  # A1111: vocab[',</w>']
     chunks: list[tuple[list[int], list[float]]] = []
     tokens: list[int] = []
     weights: list[float] = []
+    last_comma = -1
 
     def close() -> None:
-        nonlocal tokens, weights
+        nonlocal tokens, weights, last_comma
         chunks.append((tokens, weights))
-        tokens, weights = [], []
+        tokens, weights, last_comma = [], [], -1
 
     for piece, weight in pieces:
         if is_break(piece, weight):
             close()
             continue
         for token in tokenizer(piece, add_special_tokens=False).input_ids if piece else ():
+            if token == comma:
+                last_comma = len(tokens)
+            elif len(tokens) == body and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
+                cut = last_comma + 1
+                moved = tokens[cut:], weights[cut:]
+                tokens, weights = tokens[:cut], weights[:cut]
+                close()
+                tokens, weights = list(moved[0]), list(moved[1])
             if len(tokens) == body:
                 close()
             tokens.append(token)

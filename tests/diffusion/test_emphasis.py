@@ -111,6 +111,42 @@ def test_break_starts_a_new_chunk(generator):
     assert err.value.field == "negative_prompt"
 
 
+def _words(tokenizer, row) -> list[str]:
+    """A row's text tokens (between start and end), as the vocabulary spells them."""
+    end = list(row).index(tokenizer.eos_token_id)
+    return tokenizer.convert_ids_to_tokens([int(t) for t in row[1:end]])
+
+
+@pytest.fixture(scope="module", params=["<|endoftext|>", "!"], ids=["tokenizer", "tokenizer_2"])
+def clip_tokenizer(request, tmp_path_factory):
+    """The real CLIP BPE tokenizer (49,408 tokens) as SDXL's two are, padding with its pad token."""
+    from transformers import CLIPTokenizer
+
+    from export.snapshots import clip_bpe_files, write_clip_tokenizer
+
+    out = tmp_path_factory.mktemp("clip")
+    write_clip_tokenizer(out, *clip_bpe_files(), pad_token=request.param)
+    return CLIPTokenizer.from_pretrained(out)
+
+
+def test_a_full_chunk_moves_back_to_its_last_comma_as_a1111(clip_tokenizer):
+    # A1111's tokenize_line with its default "Prompt word wrap length limit" of 20: a chunk that fills
+    # at 75 tokens ends after its last comma when that comma is at most 20 tokens back.
+    tokenizer = clip_tokenizer
+    assert len(tokenizer("cat dog", add_special_tokens=False).input_ids) == 2  # one token a word
+    near = "cat " * 70 + ", " + "dog " * 10
+    for rows in (token_chunks(tokenizer, near), weighted_chunks(tokenizer, near)[0]):
+        assert [len(_words(tokenizer, r)) for r in rows] == [71, 10]
+        assert _words(tokenizer, rows[0])[-1] == ",</w>" and set(_words(tokenizer, rows[1])) == {"dog</w>"}
+    far = "cat " * 50 + ", " + "dog " * 40  # the comma 25 tokens back: cut at 75
+    assert [len(_words(tokenizer, r)) for r in token_chunks(tokenizer, far)] == [75, 16]
+    # The moved words keep their weights: 72 cats, ",", then "dog cat" at 1.5 and "dog" at 1.0 arriving full.
+    ids, multipliers = weighted_chunks(tokenizer, "cat " * 72 + ", (dog cat:1.5) dog")
+    assert [len(_words(tokenizer, r)) for r in ids] == [73, 3]
+    assert _words(tokenizer, ids[1]) == ["dog</w>", "cat</w>", "dog</w>"]
+    assert multipliers[1][1:4].tolist() == [1.5, 1.5, 1.0] and (multipliers[0] == 1.0).all()
+
+
 # -- the weighting of the encoder outputs -----------------------------------------------------
 
 
