@@ -123,3 +123,35 @@ def test_tags_are_edited_before_painting(browser, gateway, out_dir):
     assert removed not in final_list and added in final_list
     assert "指定タグ" in browser.find_element(By.ID, "sotai-tags").text
     browser.save_screenshot(str(out_dir / "gateway-ui-edit.png"))
+
+
+def test_a_dropped_picture_is_painted_over(browser, gateway, out_dir, tmp_path):
+    """img2img from the page: a picture put into 「元画像」 travels as the init image; the painted PNG says
+    "Denoising strength" (written only for img2img and hires) at the slider's value."""
+    import io
+    import urllib.request
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    picture = tmp_path / "init.png"
+    Image.new("RGB", (96, 64), (220, 40, 40)).save(picture)
+    browser.get(gateway.url + "/")
+    box = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, "#sotai-text textarea"))
+    box.send_keys(SCENE)
+    browser.find_element(By.XPATH, "//button[contains(., 'img2img')]").click()
+    upload = WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#sotai-init-image input[type=file]"))
+    upload.send_keys(str(picture))
+    WebDriverWait(browser, 60).until(
+        lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, "#sotai-init-image img") if i.get_attribute("src")])
+    browser.find_element(By.ID, "sotai-generate").click()
+    images = WebDriverWait(browser, 180).until(
+        lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, "#sotai-gallery img") if i.get_attribute("src")])
+    WebDriverWait(browser, 30).until(lambda d: "完了" in d.find_element(By.ID, "sotai-status").text)
+    with urllib.request.urlopen(images[0].get_attribute("src"), timeout=30) as response:
+        painted = Image.open(io.BytesIO(response.read()))
+    assert painted.size == (512, 512)
+    assert "Denoising strength: 0.75" in painted.info.get("parameters", ""), painted.info
+    browser.save_screenshot(str(out_dir / "gateway-ui-img2img.png"))
