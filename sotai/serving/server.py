@@ -140,7 +140,13 @@ class _LogTap(threading.Thread):
         self.tail: deque[str] = deque(maxlen=keep)
 
     def run(self) -> None:
-        out = open(self.log_file, "ab") if self.log_file else None
+        out = None
+        if self.log_file:
+            try:  # a log folder that does not exist yet (out/ in a fresh clone) is made
+                Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_file, "ab")
+            except OSError as exc:  # the pipe is still drained, or tritonserver would block on it
+                self.tail.append(f"[sotai] cannot write the Triton log {self.log_file}: {exc}\n")
         copying = True
         try:
             # Drain to the end whatever happens to the copy: a full pipe would block tritonserver.
