@@ -70,7 +70,7 @@ real-export: venv
 	test $(TARGET) != cpu || $(HEAVY) $(REAL_LOGS)/rss-paint.tsv -- \
 		$(PY) bench/real_size.py $(REAL_MODELS)/animagine/repository --size 1024 --steps 1
 
-# Every real-size check, one heavy job at a time (about 45 minutes on 2 cores; peak disk about 50 GB, so
+# Every real-size check, one heavy job at a time (40 minutes on 2 cores, measured; peak disk about 50 GB, so
 # the GPU repository is checked and removed before the CPU export; peak RSS 15 GiB). Not part of `make test`.
 real-size-check: venv
 	$(MAKE) real-snapshots
