@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.diffusion.hires import IMAGE_UPSCALERS, LATENT_MODES
 from sotai.errors import InvalidInput
-from sotai.limits import NUM_IMAGES_RANGE, check_int
+from sotai.limits import NUM_IMAGES_RANGE, check_int, decode_base64_image
 from sotai.params import PARAMS_BY_NAME, GenerationParams
 
 from . import a1111_names as names
@@ -438,12 +438,9 @@ async def png_info(body: PngInfoRequest) -> dict:
 
     from sotai.diffusion.png import parse_parameters
 
-    encoded = body.image.strip()
-    if encoded.startswith("data:image/"):
-        encoded = encoded.split(",", 1)[-1]
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
-    except (ValueError, UnidentifiedImageError) as e:
+        image = Image.open(io.BytesIO(decode_base64_image("image", body.image.strip())))
+    except (ValueError, UnidentifiedImageError) as e:  # InvalidInput is a ValueError: one message for both
         raise InvalidInput("image", body.image[:40], "must be a base64-encoded image (PNG)") from e
     items = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
     info = items.pop("parameters", "")
