@@ -23,8 +23,8 @@ import gradio as gr
 from sotai.client import GenerateRequest, GenerateResult, Progress
 from sotai.diffusion.hires import HR_SCALE_RANGE, HR_UPSCALERS
 from sotai.errors import InvalidInput, SotaiError
-from sotai.limits import CFG_RANGE, DENOISING_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, TAG_MAX_CHARS, TAGS_MAX, check_text
-from sotai.params import GenerationParams
+from sotai.limits import CFG_RANGE, DENOISING_RANGE, NUM_IMAGES_RANGE, RATINGS, SCHEDULERS, SEED_RANGE, SIZE_PRESETS, STEPS_RANGE, STEPS_RANGE_OR_ZERO, TAG_MAX_CHARS, TAGS_MAX, check_text
+from sotai.params import GENERATION_PARAMS, GenerationParams
 
 if TYPE_CHECKING:
     from .state import GatewayState
@@ -141,9 +141,13 @@ def _image(png: bytes):
     return Image.open(io.BytesIO(png))
 
 
+_DEFAULTS = {p.name: p.default for p in GENERATION_PARAMS}
+
+
 def ui_params(cfg_scale, steps, size, num_images, negative_prompt, seed, rating, scheduler, init_image=None,
-              denoising_strength=0.75, enable_hr=False, hr_scale=2.0, hr_upscaler="Latent",
-              hr_second_pass_steps=0) -> GenerationParams:
+              denoising_strength=_DEFAULTS["denoising_strength"], enable_hr=_DEFAULTS["enable_hr"],
+              hr_scale=_DEFAULTS["hr_scale"], hr_upscaler=_DEFAULTS["hr_upscaler"],
+              hr_second_pass_steps=_DEFAULTS["hr_second_pass_steps"]) -> GenerationParams:
     """The page's settings as GenerationParams; a dropped picture (PIL) becomes img2img's init image (PNG);
     the hires fix (A1111's) paints at the size chosen, then at hr_scale times it."""
     width, height = (int(v) for v in size.split("x"))
@@ -269,7 +273,7 @@ def build_ui(state: "GatewayState") -> gr.Blocks:
                     enable_hr = gr.Checkbox(value=False, label="Hires fix を使う", elem_id="sotai-enable-hr")
                     hr_scale = gr.Slider(*HR_SCALE_RANGE, value=defaults.hr_scale, step=0.25, label="拡大率")
                     hr_upscaler = gr.Dropdown(list(HR_UPSCALERS), value=defaults.hr_upscaler, label="アップスケーラー")
-                    hr_second_pass_steps = gr.Slider(0, STEPS_RANGE[1], value=0, step=1,
+                    hr_second_pass_steps = gr.Slider(*STEPS_RANGE_OR_ZERO, value=defaults.hr_second_pass_steps, step=1,
                                                      label="2 回目のステップ数（0 = ステップ数と同じ）")
                 with gr.Row():
                     make_button = gr.Button("タグ生成", elem_id="sotai-make-tags")
