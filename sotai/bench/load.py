@@ -156,9 +156,10 @@ def settled_counts(http_url: str, quiet_s: float = 2.0, timeout_s: float = 300.0
 
 
 def run_perf_analyzer(binary: str, url: str, data: Path, concurrency: int, requests: int, csv_file: Path) -> dict:
-    command = [binary, "-m", "sotai", "-u", url, "-i", "grpc", "--input-data", str(data),
-               "--concurrency-range", f"{concurrency}:{concurrency}", "--request-count", str(requests),
-               "--percentile", "95", "-f", str(csv_file)]
+    from sotai.bench.triton import perf_command
+
+    command = perf_command(binary, "sotai", url, "grpc", concurrency, requests, data, csv_file, windows=False)
+    command += ["--percentile", "95"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT)
     if result.returncode != 0 or not csv_file.is_file():
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
