@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sotai.errors import SotaiError
-from sotai.params import GenerationParams
+from sotai.params import GenerationParams, params_json
 from sotai.settings import PROJECT_ROOT, get_settings
 
 SCENES = ["銀髪の少女が夜の桜の下で微笑んでいる", "雨の街角で傘をさす制服の女の子", "海辺で夕日を眺める猫耳の少女",
@@ -156,16 +156,17 @@ def settled_counts(http_url: str, quiet_s: float = 2.0, timeout_s: float = 300.0
 
 
 def run_perf_analyzer(binary: str, url: str, data: Path, concurrency: int, requests: int, csv_file: Path) -> dict:
-    from sotai.bench.triton import perf_command
+    from sotai.bench.triton import perf_command, run_perf
 
-    command = perf_command(binary, "sotai", url, "grpc", concurrency, requests, data, csv_file, windows=False)
-    command += ["--percentile", "95"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT)
-    if result.returncode != 0 or not csv_file.is_file():
+    result, table = run_perf(lambda data_file, table_file: perf_command(
+        binary, "sotai", url, "grpc", concurrency, requests, data_file, table_file, windows=False)
+        + ["--percentile", "95"], data)
+    if result.returncode != 0 or table is None:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise SotaiError(f"perf_analyzer failed (exit {result.returncode}):\n{tail}")
-    with open(csv_file, newline="") as f:
-        row = next(csv.DictReader(f))
+    with open(csv_file, "w", newline="") as f:
+        csv.writer(f).writerows(table)
+    row = dict(zip(table[0], table[1]))
     return {"throughput": float(row["Inferences/Second"]), "p50_ms": float(row["p50 latency"]) / 1000,
             "p95_ms": float(row["p95 latency"]) / 1000, "p99_ms": float(row["p99 latency"]) / 1000}
 
@@ -273,7 +274,7 @@ def cmd_bench_load(args) -> int:
     print(f"verdict: {'PASS' if ok else 'FAIL'} (0 errors, >= {args.requests} requests per phase, "
           f"RSS growth after warm-up < {MAX_GROWTH:.0%})")
     if args.json:
-        print(json.dumps({"concurrency": args.concurrency, "params": asdict(params), "baseline_rss_mib": _mib(baseline),
+        print(json.dumps({"concurrency": args.concurrency, "params": params_json(params), "baseline_rss_mib": _mib(baseline),
                           "phases": [asdict(p) for p in phases], "pass": ok}, ensure_ascii=False))
     return 0 if ok else 1
 

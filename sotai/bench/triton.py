@@ -16,7 +16,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,9 +76,9 @@ def register(bench_subparsers) -> None:
 
 
 def perf_command(binary: str, model: str, url: str, protocol: str, concurrency: int, requests: int,
-                 input_data: Path, csv_file: Path, windows: bool = True) -> list[str]:
-    command = [binary, "-m", model, "-u", url, "-i", protocol, "--input-data", str(input_data),
-               "--concurrency-range", f"{concurrency}:{concurrency}", "-f", str(csv_file)]
+                 input_data: str, csv_file: str, windows: bool = True) -> list[str]:
+    command = [binary, "-m", model, "-u", url, "-i", protocol, "--input-data", input_data,
+               "--concurrency-range", f"{concurrency}:{concurrency}", "-f", csv_file]
     if not windows:
         # One run of exactly `requests` requests, no stability judgement (perf_analyzer's --request-count).
         return command + ["--request-count", str(requests)]
@@ -85,6 +87,26 @@ def perf_command(binary: str, model: str, url: str, protocol: str, concurrency: 
     # still reports p50/p90/p95/p99.
     return command + ["--measurement-mode", "count_windows", "--measurement-request-count", str(requests),
                       "--stability-percentage", "50", "--max-trials", "10"]
+
+
+def run_perf(command: Callable[[str, str], list[str]], input_data: Path) -> tuple[subprocess.CompletedProcess, list[list[str]] | None]:
+    """perf_analyzer on a copy of `input_data` in a fresh temporary folder: (result, its CSV's rows or None).
+
+    `command(input, csv)` builds the command line from the two paths, relative to the system's
+    temporary directory, where it runs. Why there: perf_analyzer may run where only its working
+    directory and /tmp are visible (../shared/tools' chroot wrapper, an SDK container), and that
+    wrapper keeps its bind mounts: a checkout deleted and cloned again at the same path (CI) stays the
+    old, empty folder to it, and the bench input read from there was missing (a CI run failed so).
+    """
+    with tempfile.TemporaryDirectory(prefix="sotai-perf-") as scratch:
+        folder = Path(scratch)
+        shutil.copyfile(input_data, folder / "input.json")
+        result = subprocess.run(command(f"{folder.name}/input.json", f"{folder.name}/perf.csv"),
+                                capture_output=True, text=True, cwd=folder.parent)
+        if not (folder / "perf.csv").is_file():
+            return result, None
+        with open(folder / "perf.csv", newline="") as f:
+            return result, list(csv.reader(f))
 
 
 def read_perf_csv(path: Path, model: str, unstable: frozenset[int] = frozenset()) -> list[Point]:
@@ -107,15 +129,14 @@ def run_model(binary: str, model: str, url: str, protocol: str, levels: list[int
     merged = out / f"triton-{model}.csv"
     header, rows, unstable = None, [], set()
     for level in levels:
-        part = out / f".triton-{model}-c{level}.csv"
         n = requests * max(1, level // 2)
         started = time.monotonic()
         # Shared or busy cores (2-core CI) may keep the windows from settling: windows twice as long
         # first, then one fixed run of 4n requests, kept and marked unstable rather than failing the run.
         attempts = [(n, True), (2 * n, True), (4 * n, False)]
         for (count, windows), then in zip(attempts, attempts[1:] + [None]):
-            result = subprocess.run(perf_command(binary, model, url, protocol, level, count, input_data, part, windows),
-                                    capture_output=True, text=True, cwd=PROJECT_ROOT)
+            result, table = run_perf(lambda data, csv_file: perf_command(
+                binary, model, url, protocol, level, count, data, csv_file, windows), input_data)
             settled = "Failed to obtain stable measurement" not in result.stdout + result.stderr
             if result.returncode == 0 or settled or then is None:
                 break
@@ -123,12 +144,9 @@ def run_model(binary: str, model: str, url: str, protocol: str, levels: list[int
             print(f"  {model:<10} concurrency {level}: not stable in {count}-request windows; now {again}", flush=True)
         if not windows:
             unstable.add(level)
-        if result.returncode != 0 or not part.is_file():
+        if result.returncode != 0 or table is None:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise SotaiError(f"perf_analyzer failed for {model} at concurrency {level}:\n{tail}")
-        with open(part, newline="") as f:
-            table = list(csv.reader(f))
-        part.unlink()
         header = table[0]
         rows += table[1:]
         print(f"  {model:<10} concurrency {level}: done in {time.monotonic() - started:.0f} s", flush=True)
