@@ -18,6 +18,7 @@ Adding a parameter is one entry here, the code that uses its value, and its test
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -113,6 +114,12 @@ class Param:
             return L.decode_base64_image(self.name, value)
         return value
 
+    def to_json(self, value: object) -> object:
+        """The Python value as a JSON body carries it (an image as base64 text): from_json's inverse."""
+        if self.kind == "image" and isinstance(value, bytes):
+            return base64.b64encode(value).decode("ascii")
+        return value
+
     def description(self) -> str:
         default = f"default {self.setting.upper()}" if self.setting else f"default {self.default!r}"
         return f"{self.help} ({self.rule}; {default})"
@@ -178,6 +185,11 @@ GenerationParams = dataclasses.make_dataclass(
                           "with the project's defaults. Unchecked until `checked()`."},
 )
 GenerationParams.__module__ = __name__  # make_dataclass's `module=` is Python 3.12+
+
+
+def params_json(params: "GenerationParams") -> dict[str, object]:
+    """{field: JSON value} of one request, as /v1/images takes it."""
+    return {p.name: p.to_json(getattr(params, p.name)) for p in GENERATION_PARAMS}
 
 
 # -- Triton rows -----------------------------------------------------------------------------------

@@ -50,3 +50,19 @@ def test_percentiles_of_a_response_time_histogram():
     assert percentile(histogram, 95) == 200.0
     assert percentile(histogram, 99) == 900.0
     assert percentile(histogram, 100) == 5000.0
+
+
+def test_the_printed_parameters_are_json_and_read_back_as_sent():
+    # `sotai bench load --json` printed dataclasses.asdict(params), whose init_image (bytes) json cannot write.
+    import io
+
+    from PIL import Image
+
+    from sotai.params import GENERATION_PARAMS, params_json
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(png, format="PNG")
+    params = GenerationParams(steps=2, init_image=png.getvalue(), denoising_strength=0.5).checked()
+    sent = json.loads(json.dumps(params_json(params)))
+    back = GenerationParams(**{p.name: p.from_json(sent[p.name]) for p in GENERATION_PARAMS}).checked()
+    assert back == params
