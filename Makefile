@@ -7,7 +7,7 @@ PROFILE  ?= tiny
 TARGET   ?= cpu
 STAMP    := $(VENV)/.sotai-installed
 
-.PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export real-size-check real-clean clean
+.PHONY: venv demo test export serve gateway bench bench-load real-snapshots real-export real-size-check real-clean gpu-kit clean
 
 # The environment is docker/install_env.sh's, the script the GPU image runs too (there with --gpu):
 # torch (the lock's version; here the CPU build), requirements.lock, the --no-deps data packages.
@@ -81,6 +81,14 @@ real-size-check: venv
 		$(SOTAI) bench dart --json --snapshot $(REAL_DIR)/p1atdev/dart-v2-moe-sft
 	$(MAKE) real-export TARGET=cpu
 	nice $(PY) bench/check_repository.py $(REAL_MODELS)/animagine/repository --json $(REAL_LOGS)/check-cpu.json
+
+# What a session lent a GPU machine (no network, no diffusers there) carries and runs once: the real
+# SDXL configs, the real CLIP tokenizers and the diffusers wheel, in out/gpu-kit (about 10 MB). Then,
+# on that machine: pip install --no-deps out/gpu-kit/wheels/*.whl && python3 bench/gpu_loop.py run out/gpu-kit --out $$OUT
+gpu-kit: venv
+	$(PY) bench/gpu_loop.py kit out/gpu-kit
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: -d out/gpu-kit/wheels \
+		$$(grep -E '^(diffusers|importlib_metadata)==' requirements.lock)
 
 real-clean:
 	rm -rf $(REAL_DIR) $(REAL_MODELS)
