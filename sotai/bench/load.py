@@ -8,7 +8,8 @@ and for memory that keeps growing.
    to out/bench/load-sotai.json from the request parameters given here: small by default).
 3. locust, headless: the same number of `POST /v1/images` requests with the same parameters, from
    `--concurrency` users, through the gateway (in this process, on a free port) to the same Triton.
-Errors are counted twice: by the load tool, and by Triton's own statistics for the ensemble.
+Errors are counted twice: by the load tool, and by Triton's own statistics (painting calls that
+succeeded, failed calls of any model).
 RSS is sampled every second; the growth judged is the RSS at the end of each phase against the
 baseline (the peak is printed beside it). Exit status 1 when a limit is broken.
 """
@@ -92,8 +93,8 @@ class Phase:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    triton_success: int  # the ensemble's own counts over the phase
-    triton_failures: int
+    triton_success: int  # Triton's own counts over the phase: images painted (PAINTING_MODELS)
+    triton_failures: int  # failed calls of any model
     rss_start_mib: float
     rss_end_mib: float
     rss_peak_mib: float
@@ -132,23 +133,29 @@ def input_data(params: GenerationParams, path: Path) -> Path:
     return path
 
 
-def ensemble_counts(http_url: str) -> tuple[int, int]:
-    """(successes, failures) Triton has counted for the `sotai` ensemble so far."""
+# Every image request ends in one call of one of these, through the ensemble (perf_analyzer) or the
+# gateway's model-by-model route (which never calls the `sotai` ensemble).
+PAINTING_MODELS = ("diffusion", "diffusion_stream")
+
+
+def triton_counts(http_url: str) -> tuple[int, int]:
+    """(painting calls that succeeded, failed calls of any model) as Triton has counted them so far."""
     import tritonclient.http as httpclient
 
-    stats = httpclient.InferenceServerClient(http_url).get_inference_statistics("sotai")
-    inference = stats["model_stats"][0]["inference_stats"]
-    return int(inference["success"]["count"]), int(inference["fail"]["count"])
+    stats = httpclient.InferenceServerClient(http_url).get_inference_statistics()
+    by_model = {m["name"]: m["inference_stats"] for m in stats["model_stats"]}
+    painted = sum(int(by_model[m]["success"]["count"]) for m in PAINTING_MODELS if m in by_model)
+    return painted, sum(int(s["fail"]["count"]) for s in by_model.values())
 
 
 def settled_counts(http_url: str, quiet_s: float = 2.0, timeout_s: float = 300.0) -> tuple[int, int]:
-    """The ensemble's counts once nothing is in flight (a load tool may leave requests running when it
+    """triton_counts once nothing is in flight (a load tool may leave requests running when it
     stops: they belong to its phase, not the next one)."""
     deadline = time.monotonic() + timeout_s
-    counts = ensemble_counts(http_url)
+    counts = triton_counts(http_url)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = ensemble_counts(http_url)
+        now = triton_counts(http_url)
         if now == counts:
             return now
         counts = now

@@ -66,3 +66,20 @@ def test_the_printed_parameters_are_json_and_read_back_as_sent():
     sent = json.loads(json.dumps(params_json(params)))
     back = GenerationParams(**{p.name: p.from_json(sent[p.name]) for p in GENERATION_PARAMS}).checked()
     assert back == params
+
+
+def test_triton_counts_every_painted_image_whichever_route_it_took(triton, client):
+    # The gateway goes model by model and never calls the `sotai` ensemble: counting the ensemble alone
+    # gave its load phase "0/0" and judged no failure at all.
+    from dataclasses import replace
+
+    from sotai.bench.load import settled_counts
+    from sotai.client import GenerateRequest
+
+    before = settled_counts(triton.http_url, quiet_s=0.5)
+    request = GenerateRequest("銀髪の少女", GenerationParams(steps=1, width=512, height=512, seed=3))
+    routes = [client.generate(request).route, client.generate(replace(request, timeout_s=600.0)).route,
+              client.generate(request, on_progress=lambda event: None).route]
+    after = settled_counts(triton.http_url, quiet_s=0.5)
+    assert routes[0] == "sotai" and routes[1] != "sotai"
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 0)
