@@ -87,18 +87,11 @@ def test_a_short_real_run_against_triton_and_the_gateway(triton, tmp_path, capsy
 def test_windows_that_never_settle_end_in_one_fixed_run_marked_unstable(triton, tmp_path, capsys):
     # A wrapper in front of the real perf_analyzer answers every windowed run as a busy 2-core machine
     # does; the fixed-count run (--request-count) then reaches the real binary and the real Triton.
-    try:
-        real = bench.find_perf_analyzer()
-    except SotaiError as exc:
-        pytest.skip(str(exc))
-    wrapper = tmp_path / "perf_analyzer"
-    wrapper.write_text("#!/bin/sh\ncase \"$*\" in *--measurement-mode*) "
-                       "echo 'Failed to obtain stable measurement within 10 measurement windows'; exit 1;; esac\n"
-                       f"exec {real} \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = _wrapper(tmp_path, "case \"$*\" in *--measurement-mode*) "
+                       "echo 'Failed to obtain stable measurement within 10 measurement windows'; exit 1;; esac")
     out = tmp_path / "bench-unstable"
     out.mkdir()
-    (point,) = bench.run_model(str(wrapper), "rag", triton.grpc_url, "grpc", [1], 10, out)
+    (point,) = bench.run_model(wrapper, "rag", triton.grpc_url, "grpc", [1], 10, out)
     printed = capsys.readouterr().out
     assert "not stable in 10-request windows; now 20-request windows" in printed
     assert "not stable in 20-request windows; now one run of 40 requests, marked unstable" in printed
@@ -111,17 +104,22 @@ def test_perf_analyzer_is_given_its_files_inside_its_working_directory(triton, t
     # perf_analyzer may see only its working directory and /tmp (../shared/tools runs it in a chroot
     # whose bind mount of a re-cloned checkout is stale: CI once failed so on bench/rag.json). This
     # wrapper stands for such a view: an absolute or climbing path is an error, then the real binary runs.
+    wrapper = _wrapper(tmp_path, "for a in \"$@\"; do case \"$a\" in /*|*..*) "
+                       "echo \"outside the working directory: $a\"; exit 3;; esac; done")
+    (point,) = bench.run_model(wrapper, "rag", triton.grpc_url, "grpc", [1], 10, tmp_path)
+    assert point.throughput > 0
+
+
+def _wrapper(folder, script: str) -> str:
+    """A perf_analyzer that runs `script` (sh) first, then execs the real one (skips without one)."""
     try:
         real = bench.find_perf_analyzer()
     except SotaiError as exc:
         pytest.skip(str(exc))
-    wrapper = tmp_path / "perf_analyzer"
-    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in /*|*..*) "
-                       "echo \"outside the working directory: $a\"; exit 3;; esac; done\n"
-                       f"exec {real} \"$@\"\n")
+    wrapper = folder / "perf_analyzer"
+    wrapper.write_text(f"#!/bin/sh\n{script}\nexec {real} \"$@\"\n")
     wrapper.chmod(0o755)
-    (point,) = bench.run_model(str(wrapper), "rag", triton.grpc_url, "grpc", [1], 10, tmp_path)
-    assert point.throughput > 0
+    return str(wrapper)
 
 
 def _module(name: str) -> bool:
