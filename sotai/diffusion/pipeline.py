@@ -165,7 +165,7 @@ class SdxlGenerator:
         embeds, pooled = self.encode_prompt(prompt, negative if do_cfg else None, do_cfg)
 
         # 3. Prepare timesteps (img2img: only the last int(steps x denoising_strength) of them).
-        run = min(int(params.steps * params.denoising_strength), params.steps) if params.init_image else params.steps
+        run = int(params.steps * params.denoising_strength) if params.init_image else params.steps
         scheduler, timesteps = scheduled_tail(params.scheduler, self.scheduler_config, params.steps, run, self.device)
 
         # 4. Prepare latents from the seed (drawn on the CPU generator, as diffusers does, then moved);
@@ -357,7 +357,6 @@ class SdxlGenerator:
         encoded by the VAE, a sample drawn from its distribution with the request's generator."""
         import io
 
-        import torch
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
