@@ -77,7 +77,10 @@ def build_parts(kit: Path, device: str, dtype) -> dict:
                 elif part == "vae":
                     model = AutoencoderKL.from_config(config)
                 else:
-                    model = getattr(transformers, config["architectures"][0])(transformers.CLIPTextConfig(**config))
+                    # The hub config's torch_dtype (float16) would make some layers fp16 even on CPU in fp32.
+                    text = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
+                    model = getattr(transformers, config["architectures"][0])(transformers.CLIPTextConfig(**text))
+                    model = model.to(dtype)
             parts[part] = model.eval().requires_grad_(False)  # made in dtype, on the device
     finally:
         torch.set_default_dtype(previous)
