@@ -146,7 +146,8 @@ class SdxlGenerator:
                            denoising_strength=params.denoising_strength) if params.enable_hr else None
         self.check_engine_limits(params)
         if hires is not None:
-            self.check_engine_limits(params, hires.width, hires.height)
+            field = next((f for f in ("hr_resize_x", "hr_resize_y") if getattr(params, f)), "hr_scale")
+            self.check_engine_limits(params, (hires.width, hires.height), field)
             if params.hr_upscaler in IMAGE_UPSCALERS:
                 self.require_vae_encoder("hr_upscaler")
         if params.init_image:
@@ -276,17 +277,17 @@ class SdxlGenerator:
         fields["Hires upscaler"] = params.hr_upscaler
         return fields
 
-    def check_engine_limits(self, params: GenerationParams, width: int | None = None, height: int | None = None) -> None:
+    def check_engine_limits(self, params: GenerationParams, size: tuple[int, int] | None = None,
+                            field: str = "width") -> None:
         """Requests the TensorRT engines cannot take are refused here, naming the field and the limit
-        (width/height given: the hires pass's size, named by hr_scale)."""
+        (size: the hires pass's width x height, and field the parameter that asked for it)."""
         limits = self.engine_limits
         if limits is None:
             return
         if params.num_images > limits.max_images:
             raise InvalidInput("num_images", params.num_images,
                                f"must be at most {limits.max_images} with this repository's TensorRT engines")
-        field = "width" if width is None else "hr_scale"
-        width, height = width or params.width, height or params.height
+        width, height = size or (params.width, params.height)
         if not any(s.covers(width, height) for s in limits.sizes):
             boxes = "; ".join(f"{s.width[0]}-{s.width[1]} x {s.height[0]}-{s.height[1]}" for s in limits.sizes)
             raise InvalidInput(field, f"{width}x{height}",

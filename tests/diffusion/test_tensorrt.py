@@ -185,6 +185,11 @@ def test_the_loop_keeps_to_the_engines_limits(repository, onnx_runners):
     with pytest.raises(InvalidInput) as err:
         gen("1girl", GenerationParams(**{**p.__dict__, "width": 1024, "height": 1024}))
     assert err.value.field == "width" and "512-576 x 512-640" in str(err.value)
+    for hires, field in (({"hr_scale": 1.5}, "hr_scale"), ({"hr_resize_x": 1024}, "hr_resize_x"),
+                         ({"hr_resize_y": 1280}, "hr_resize_y")):  # the hires pass's size, named by what set it
+        with pytest.raises(InvalidInput) as err:
+            gen("1girl", GenerationParams(**{**p.__dict__, "enable_hr": True, **hires}))
+        assert err.value.field == field and "512-576 x 512-640" in str(err.value)
     with pytest.raises(InvalidInput) as err:
         gen("1girl", GenerationParams(**{**p.__dict__, "num_images": 3}))
     assert err.value.field == "num_images" and "at most 2" in str(err.value)
