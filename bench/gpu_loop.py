@@ -32,27 +32,19 @@ sys.path.insert(0, str(PROJECT_ROOT))
 PROMPT = "1girl, silver hair, smile, cherry blossoms, night, outdoors"
 NEGATIVE = "lowres, bad anatomy, bad hands, worst quality"
 SEED = 0
-PARTS = ("text_encoder", "text_encoder_2", "unet", "vae")
 
 
 # -- kit (on the development machine: needs open_clip_torch's BPE merges) -------------------------
 
 def write_kit(dest: Path) -> Path:
     """Real SDXL configs (the fp16-safe VAE's, as the GPU export uses) and the real CLIP tokenizers."""
-    from export.snapshots import CONFIGS, clip_bpe_files, write_clip_tokenizer
+    from export.snapshots import CONFIGS, SDXL_PARTS, write_sdxl_layout
 
-    sdxl = CONFIGS / "sdxl"
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(sdxl / "model_index.json", dest / "model_index.json")
-    for part in ("scheduler", *PARTS):
+    write_sdxl_layout(CONFIGS / "sdxl", dest)
+    for part in SDXL_PARTS:
         (dest / part).mkdir(exist_ok=True)
-    shutil.copy2(sdxl / "scheduler" / "scheduler_config.json", dest / "scheduler" / "scheduler_config.json")
-    for part in PARTS[:3]:
-        shutil.copy2(sdxl / part / "config.json", dest / part / "config.json")
-    shutil.copy2(CONFIGS / "sdxl-vae-fp16-fix" / "config.json", dest / "vae" / "config.json")
-    vocab, merges = clip_bpe_files()
-    for name, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
-        write_clip_tokenizer(dest / name, vocab, merges, pad_token=pad)
+        source = CONFIGS / ("sdxl-vae-fp16-fix" if part == "vae" else f"sdxl/{part}")
+        shutil.copy2(source / "config.json", dest / part / "config.json")
     return dest
 
 
@@ -61,27 +53,18 @@ def write_kit(dest: Path) -> Path:
 def build_parts(kit: Path, device: str, dtype) -> dict:
     """The four parts from their configs, random weights (seeded), made on the device in `dtype`."""
     import torch
-    import transformers
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from export.snapshots import SDXL_PARTS, build_sdxl_part
 
     parts = {}
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        for i, part in enumerate(PARTS):
-            config = json.loads((kit / part / "config.json").read_text())
+        for i, part in enumerate(SDXL_PARTS):
             torch.manual_seed(SEED + i)
             with torch.device(device):
-                if part == "unet":
-                    model = UNet2DConditionModel.from_config(config)
-                elif part == "vae":
-                    model = AutoencoderKL.from_config(config)
-                else:
-                    # The hub config's torch_dtype (float16) would make some layers fp16 even on CPU in fp32.
-                    text = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
-                    model = getattr(transformers, config["architectures"][0])(transformers.CLIPTextConfig(**text))
-                    model = model.to(dtype)
-            parts[part] = model.eval().requires_grad_(False)  # made in dtype, on the device
+                model = build_sdxl_part(json.loads((kit / part / "config.json").read_text()), part)
+            parts[part] = model.eval().requires_grad_(False)
     finally:
         torch.set_default_dtype(previous)
     return parts

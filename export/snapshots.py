@@ -68,7 +68,9 @@ def write_snapshot(repo_id: str, dest: Path, parts: tuple[str, ...] | None = Non
 # -- SDXL -------------------------------------------------------------------------------------------
 
 
-def _write_sdxl(configs: Path, dest: Path, parts: tuple[str, ...], log) -> None:
+def write_sdxl_layout(configs: Path, dest: Path) -> None:
+    """What an SDXL snapshot holds besides its parts: model_index.json, the scheduler, the tokenizers."""
+    dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(configs / "model_index.json", dest / "model_index.json")
     (dest / "scheduler").mkdir(exist_ok=True)
     shutil.copy2(configs / "scheduler" / "scheduler_config.json", dest / "scheduler" / "scheduler_config.json")
@@ -76,6 +78,24 @@ def _write_sdxl(configs: Path, dest: Path, parts: tuple[str, ...], log) -> None:
     # SDXL's two tokenizers are CLIP's; the second pads with "!" (OpenCLIP's convention, id 0).
     for name, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
         write_clip_tokenizer(dest / name, vocab, merges, pad_token=pad)
+
+
+def build_sdxl_part(config: dict, part: str):
+    """One SDXL part from its config with random weights, in torch's default dtype and device."""
+    if part in ("unet", "vae"):
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        return (UNet2DConditionModel if part == "unet" else AutoencoderKL).from_config(config)
+    import transformers
+
+    # The hub config's torch_dtype (float16) would leave some layers fp16 in an fp32 build; without it
+    # an fp16 build gets the same weights (checked).
+    text = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
+    return getattr(transformers, config["architectures"][0])(transformers.CLIPTextConfig(**text))
+
+
+def _write_sdxl(configs: Path, dest: Path, parts: tuple[str, ...], log) -> None:
+    write_sdxl_layout(configs, dest)
     for part in parts:
         if part not in SDXL_PARTS:
             raise ValueError(f"unknown SDXL part {part!r}; parts: {', '.join(SDXL_PARTS)}")
@@ -94,18 +114,8 @@ def _write_sdxl_part(config_file: Path, out: Path, part: str) -> int:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float16)  # built in half precision: the fp32 UNet (10 GB) never exists
     try:
-        if part in ("unet", "vae"):
-            from diffusers import AutoencoderKL, UNet2DConditionModel
-
-            cls = UNet2DConditionModel if part == "unet" else AutoencoderKL
-            model = cls.from_config(config)
-            weights = "diffusion_pytorch_model.safetensors"
-        else:
-            import transformers
-
-            cfg = transformers.CLIPTextConfig(**config)
-            model = getattr(transformers, config["architectures"][0])(cfg)
-            weights = "model.safetensors"
+        model = build_sdxl_part(config, part)
+        weights = "diffusion_pytorch_model.safetensors" if part in ("unet", "vae") else "model.safetensors"
     finally:
         torch.set_default_dtype(previous)
     shutil.copy2(config_file, out / "config.json")
