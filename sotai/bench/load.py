@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from sotai.contracts import DIFFUSION, DIFFUSION_STREAM, SOTAI
 from sotai.errors import SotaiError
 from sotai.params import GenerationParams, params_json
 from sotai.settings import PROJECT_ROOT, get_settings
@@ -119,7 +120,6 @@ def register(bench_subparsers) -> None:
 
 def input_data(params: GenerationParams, path: Path) -> Path:
     """perf_analyzer's --input-data: one entry per scene, the same parameters locust sends."""
-    from sotai.contracts import SOTAI
     from sotai.params import tensor_values
 
     # The ensemble's required inputs (perf_analyzer sends every input it is given data for).
@@ -135,7 +135,7 @@ def input_data(params: GenerationParams, path: Path) -> Path:
 
 # Every image request ends in one call of one of these, through the ensemble (perf_analyzer) or the
 # gateway's model-by-model route (which never calls the `sotai` ensemble).
-PAINTING_MODELS = ("diffusion", "diffusion_stream")
+PAINTING_MODELS = (DIFFUSION.name, DIFFUSION_STREAM.name)
 
 
 def triton_counts(http_url: str) -> tuple[int, int]:
